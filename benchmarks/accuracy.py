@@ -1,0 +1,96 @@
+"""Few-shot accuracy of each method on each evaluation set, with the standard protocol.
+
+    python benchmarks/accuracy.py [--data ../shared/evaldata] [--methods universeg,random-forest,otsu]
+                                  [--weights default] [--sizes 1,4,16] [--seeds 0,1,2] [--json out.json]
+
+Progress goes to stderr; the table of Dice "mean ± std over seeds" (with a last row per method: the
+mean over data sets) goes to stdout; --json keeps every run, rewritten after each (data set, method).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from napari_universeg.evaluate import format_table, get_method, load_dataset, run_protocol  # noqa: E402
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "evaldata"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of evaluation sets")
+    parser.add_argument("--methods", default="universeg,random-forest,otsu", help="comma-separated")
+    parser.add_argument(
+        "--weights", default="default", help="UniverSeg weights file ('default': the method's own)"
+    )
+    parser.add_argument("--sizes", default="1,4,16", help="support sizes, comma-separated")
+    parser.add_argument("--seeds", default="0,1,2", help="seeds, comma-separated")
+    parser.add_argument("--json", type=Path, help="write all results to this JSON file")
+    return parser.parse_args(argv)
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(",") if part.strip())
+
+
+def method_options(name: str, weights: str) -> dict:
+    if name == "universeg" and weights != "default":
+        return {"weights": weights}
+    return {}
+
+
+def mean_over_datasets(results: list[dict]) -> list[dict]:
+    """One row per method: the mean over data sets of the per-data-set means, per support size."""
+    rows = []
+    for method in dict.fromkeys(r["method"] for r in results):
+        mine = [r for r in results if r["method"] == method]
+        sizes = dict.fromkeys(size for r in mine for size in r["summary"])
+        summary = {
+            size: {"mean": float(np.mean([r["summary"][size]["mean"] for r in mine if size in r["summary"]]))}
+            for size in sizes
+        }
+        rows.append({"dataset": f"mean of {len(mine)} data sets", "method": method, "summary": summary})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    folders = sorted(p for p in args.data.iterdir() if (p / "images").is_dir()) if args.data.is_dir() else []
+    if not folders:
+        print(f"no evaluation sets (folders with images/) under {args.data}", file=sys.stderr)
+        return 1
+    datasets = [load_dataset(folder) for folder in folders]
+
+    methods = {}
+    for name in (m.strip() for m in args.methods.split(",") if m.strip()):
+        try:
+            methods[name] = get_method(name, **method_options(name, args.weights))
+        except Exception as error:  # e.g. missing weights or package: report and go on without it
+            print(f"skipping method {name!r}: {type(error).__name__}: {error}", file=sys.stderr)
+
+    def progress(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    results = []
+    for dataset in datasets:
+        for name, predict in methods.items():
+            result = run_protocol(dataset, predict, name, _ints(args.sizes), _ints(args.seeds), progress)
+            progress(f"{dataset.name} / {name}: done in {result['seconds']:.1f} s")
+            results.append(result)
+            if args.json:
+                args.json.write_text(json.dumps(results, indent=1))
+
+    if results:
+        print(format_table(results + mean_over_datasets(results)))
+    return 0 if results else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""The support set: ordered (image, label mask) examples, and its file format.
+
+File format (shared by the GUI and the CLI): one compressed ``.npz`` holding ``image_<i>`` and
+``mask_<i>`` arrays plus ``metadata``, a JSON string. It is read with ``allow_pickle=False``, so
+opening a file never executes code from it.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .preprocess import check_image, check_mask, to_grey
+
+FORMAT = "napari-universeg-support"
+VERSION = 1
+
+
+@dataclass
+class Example:
+    """One support example: a 2D greyscale image and integer labels (0 = background)."""
+
+    image: np.ndarray
+    mask: np.ndarray
+    source: str = ""
+    enabled: bool = True
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def classes(self) -> list[int]:
+        return [int(c) for c in np.unique(self.mask) if c > 0]
+
+
+class SupportSet:
+    def __init__(self, examples: list[Example] | None = None):
+        self.examples: list[Example] = []
+        for ex in examples or []:
+            self.add(ex.image, ex.mask, ex.source, enabled=ex.enabled, meta=ex.meta)
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __iter__(self) -> Iterator[Example]:
+        return iter(self.examples)
+
+    def __getitem__(self, i: int) -> Example:
+        return self.examples[i]
+
+    def add(
+        self,
+        image: np.ndarray,
+        mask: np.ndarray,
+        source: str = "",
+        channel: int | None = None,
+        enabled: bool = True,
+        meta: dict | None = None,
+    ) -> Example:
+        """Validate and append an example. RGB/multichannel images become one channel first."""
+        what = f"support example {source!r}" if source else f"support example {len(self)}"
+        image = np.asarray(image)
+        if image.ndim != 2:
+            image = to_grey(image, channel, what=f"{what} image")
+        check_image(image.astype(np.float32, copy=False), what=f"{what} image")
+        mask = check_mask(mask, image.shape, what=f"{what} mask")
+        ex = Example(np.ascontiguousarray(image), mask, source, enabled, dict(meta or {}))
+        self.examples.append(ex)
+        return ex
+
+    def remove(self, index: int) -> None:
+        del self.examples[index]
+
+    def clear(self) -> None:
+        self.examples.clear()
+
+    def enabled(self) -> list[Example]:
+        return [ex for ex in self.examples if ex.enabled]
+
+    def classes(self) -> list[int]:
+        """Label values present in the enabled examples."""
+        found: set[int] = set()
+        for ex in self.enabled():
+            found.update(ex.classes)
+        return sorted(found)
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        if path.suffix != ".npz":
+            path = path.with_name(path.name + ".npz")
+        arrays = {}
+        items = []
+        for i, ex in enumerate(self.examples):
+            arrays[f"image_{i}"] = ex.image
+            arrays[f"mask_{i}"] = ex.mask.astype(np.uint16 if ex.mask.max(initial=0) < 65536 else np.int32)
+            items.append({"source": ex.source, "enabled": ex.enabled, "meta": ex.meta})
+        metadata = {"format": FORMAT, "version": VERSION, "examples": items}
+        arrays["metadata"] = np.array(json.dumps(metadata))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez_compressed(tmp, **arrays)
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "SupportSet":
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"support-set file not found: {path}")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                if "metadata" not in data.files:
+                    raise ValueError(f"{path} is not a napari-universeg support-set file (no metadata)")
+                metadata = json.loads(str(data["metadata"]))
+                if metadata.get("format") != FORMAT:
+                    raise ValueError(f"{path} is not a napari-universeg support-set file")
+                examples = []
+                for i, item in enumerate(metadata["examples"]):
+                    for key in (f"image_{i}", f"mask_{i}"):
+                        if key not in data.files:
+                            raise ValueError(f"{path}: support-set file is incomplete, member {key} is missing")
+                    examples.append(Example(data[f"image_{i}"], data[f"mask_{i}"], item.get("source", ""), bool(item.get("enabled", True)), item.get("meta", {})))
+        except (OSError, zipfile.BadZipFile, EOFError, KeyError, json.JSONDecodeError) as e:
+            raise ValueError(f"{path}: cannot read support-set file ({type(e).__name__}: {e})") from None
+        return cls(examples)
+
+
+def is_support_file(path: str | Path) -> bool:
+    """Cheap check for readers: an .npz whose metadata says it is a support set."""
+    path = Path(path)
+    if path.suffix != ".npz" or not path.is_file():
+        return False
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return "metadata" in data.files and json.loads(str(data["metadata"])).get("format") == FORMAT
+    except Exception:
+        return False

@@ -1,0 +1,1 @@
+"""Training utilities: synthetic task generation for episodic in-context training."""

@@ -1,0 +1,266 @@
+"""Episodic training of UniverSeg on synthetic tasks.
+
+    python -m training.train --config training/configs/default.yaml --out runs/default [--minutes 10]
+
+Resumable: a run writes ``checkpoint.pt`` into --out every few hundred steps and at the end;
+starting the same command again continues the same run (same schedule, same data stream, since
+every step's tasks are drawn from a seed derived from the step number). Runs on CPU and CUDA
+unchanged; a checkpoint from one resumes on the other. Logs: train.csv, val.csv, evaldata.jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+
+from napari_universeg.device import autocast_dtype, pick_device
+from napari_universeg.model import UniverSeg
+from training.synth import TaskGenerator
+
+EVALDATA = Path(__file__).resolve().parents[2] / "shared" / "evaldata"
+
+
+@dataclass
+class TrainConfig:
+    model: dict = field(default_factory=lambda: {"encoder_widths": [64] * 4, "decoder_widths": [64] * 3})
+    size: int = 128
+    seed: int = 0
+    support_sizes: list = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64])
+    support_weights: list | None = None
+    items_per_step: int = 192
+    max_batch: int = 32
+    lr: float = 5e-4
+    weight_decay: float = 1e-4
+    warmup_steps: int = 300
+    min_lr_ratio: float = 0.05
+    grad_clip: float = 1.0
+    total_steps: int = 30000
+    bf16: str | bool = "auto"
+    log_every: int = 50
+    val_every: int = 500
+    checkpoint_every: int = 500
+    evaldata_every: int = 0
+    evaldata_sizes: list = field(default_factory=lambda: [1, 4, 16])
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "TrainConfig":
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"{path}: unknown config keys {sorted(unknown)}")
+        return cls(**data)
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to min_lr_ratio * lr."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    t = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.total_steps - cfg.warmup_steps))
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def step_shape(step: int, cfg: TrainConfig) -> tuple[int, int]:
+    """(batch, support size) of a step, drawn from a seed derived from the step number."""
+    rng = np.random.default_rng([cfg.seed, step, 1])
+    w = np.asarray(cfg.support_weights or [1] * len(cfg.support_sizes), dtype=float)
+    s = int(rng.choice(cfg.support_sizes, p=w / w.sum()))
+    return max(1, min(cfg.max_batch, cfg.items_per_step // (s + 1))), s
+
+
+def segmentation_loss(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Soft Dice + BCE per task, averaged. Returns (loss, hard Dice per task)."""
+    logits = logits.float().flatten(1)
+    target = target.float().flatten(1)
+    p = torch.sigmoid(logits)
+    soft_dice = (2 * (p * target).sum(1) + 1) / (p.sum(1) + target.sum(1) + 1)
+    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none").mean(1)
+    with torch.no_grad():
+        hard = (logits > 0).float()
+        dice = (2 * (hard * target).sum(1) + 1e-6) / (hard.sum(1) + target.sum(1) + 1e-6)
+    return (1 - soft_dice + bce).mean(), dice
+
+
+def use_bf16(cfg: TrainConfig, device: torch.device) -> bool:
+    if cfg.bf16 == "auto":
+        return autocast_dtype(device) is not None
+    return bool(cfg.bf16)
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, out: Path, device: torch.device):
+        self.cfg, self.out, self.device = cfg, out, device
+        torch.manual_seed(cfg.seed)
+        self.model = UniverSeg(**cfg.model).to(device)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.step = 0
+        self.elapsed = 0.0  # training seconds over all sessions of this run
+        self.bf16 = use_bf16(cfg, device)
+        self.val_tasks = self._validation_tasks()
+
+    # -- data --------------------------------------------------------------------------------
+    def tasks(self, step: int, batch: int, support_size: int, seed_offset: int = 0):
+        gen = TaskGenerator(self.cfg.size, seed=(self.cfg.seed * 1_000_003 + step + seed_offset) % 2**62, device=self.device)
+        return gen.sample(batch, support_size)
+
+    def _validation_tasks(self) -> list:
+        # Held out: seeds far beyond any training step.
+        return [self.tasks(10**9 + i, 8, s) for i, s in enumerate((1, 4, 16))]
+
+    # -- checkpoints -------------------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out / "checkpoint.pt"
+
+    def save(self) -> None:
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "step": self.step,
+            "elapsed": self.elapsed,
+            "config": json.dumps(asdict(self.cfg)),
+        }
+        tmp = self.checkpoint_path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, self.checkpoint_path)
+
+    def load(self) -> None:
+        state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
+        saved = json.loads(state["config"])
+        if saved != asdict(self.cfg):
+            raise ValueError(f"{self.checkpoint_path} was made with another config; use a new --out")
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
+
+    # -- training ----------------------------------------------------------------------------
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+
+    def train_step(self) -> dict:
+        batch, s = step_shape(self.step, self.cfg)
+        q, qm, si, sm = self.tasks(self.step, batch, s)
+        for g in self.opt.param_groups:
+            g["lr"] = lr_at(self.step, self.cfg)
+        self.model.train()
+        with self.autocast():
+            logits = self.model(q, si, sm)
+        loss, dice = segmentation_loss(logits, qm)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.opt.step()
+        self.step += 1
+        return {"loss": loss.item(), "dice": dice.mean().item(), "grad_norm": grad_norm.item(), "support_size": s, "batch": batch}
+
+    @torch.no_grad()
+    def validate(self) -> dict:
+        self.model.eval()
+        row = {"step": self.step}
+        for (q, qm, si, sm) in self.val_tasks:
+            with self.autocast():
+                logits = self.model(q, si, sm)
+            row[f"dice_S{si.shape[1]}"] = round(segmentation_loss(logits, qm)[1].mean().item(), 4)
+        return row
+
+    def evaldata(self) -> dict | None:
+        if not EVALDATA.is_dir():
+            return None
+        from napari_universeg.evaluate import load_dataset, run_protocol
+        from napari_universeg.predict import make_universeg_method
+
+        self.model.eval()
+        method = make_universeg_method(model=self.model, device=str(self.device))
+        results = {"step": self.step}
+        for folder in sorted(p for p in EVALDATA.iterdir() if (p / "images").is_dir()):
+            r = run_protocol(load_dataset(folder), method, "universeg", support_sizes=tuple(self.cfg.evaldata_sizes), seeds=(0, 1, 2))
+            results[folder.name] = {n: round(v["mean"], 4) for n, v in r["summary"].items()}
+        return results
+
+    def run(self, max_minutes: float | None) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        if self.checkpoint_path.is_file():
+            self.load()
+            print(f"resumed at step {self.step}", flush=True)
+        deadline = time.time() + 60 * max_minutes if max_minutes else float("inf")
+        log = _CsvLog(self.out / "train.csv")
+        val_log = _CsvLog(self.out / "val.csv")
+        t_last, n_last = time.time(), 0
+        while self.step < self.cfg.total_steps and time.time() < deadline:
+            t0 = time.time()
+            row = self.train_step()
+            self.elapsed += time.time() - t0
+            n_last += 1
+            if self.step % self.cfg.log_every == 0:
+                sec = (time.time() - t_last) / n_last
+                log.write({"step": self.step, "lr": f"{lr_at(self.step - 1, self.cfg):.3g}", **{k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}, "sec_per_step": round(sec, 4), "elapsed_s": round(self.elapsed)})
+                print(f"step {self.step} loss {row['loss']:.4f} dice {row['dice']:.3f} S={row['support_size']} {sec:.3f}s/step", flush=True)
+                t_last, n_last = time.time(), 0
+            if self.step % self.cfg.val_every == 0:
+                v = self.validate()
+                val_log.write(v)
+                print("val", v, flush=True)
+            if self.step % self.cfg.checkpoint_every == 0:
+                self.save()
+            if self.cfg.evaldata_every and self.step % self.cfg.evaldata_every == 0:
+                self._log_evaldata()
+        self.save()
+        if self.step >= self.cfg.total_steps:
+            val_log.write(self.validate())
+        print(f"stopped at step {self.step} of {self.cfg.total_steps} ({self.elapsed / 60:.1f} min of training)", flush=True)
+
+    def _log_evaldata(self) -> None:
+        r = self.evaldata()
+        if r is not None:
+            with open(self.out / "evaldata.jsonl", "a") as f:
+                f.write(json.dumps(r) + "\n")
+            print("evaldata", r, flush=True)
+
+
+class _CsvLog:
+    def __init__(self, path: Path):
+        self.path = path
+
+    def write(self, row: dict) -> None:
+        new = not self.path.is_file()
+        with open(self.path, "a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(row))
+            if new:
+                w.writeheader()
+            w.writerow(row)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True)
+    p.add_argument("--out", required=True, help="run folder (checkpoint and logs); an existing run resumes")
+    p.add_argument("--minutes", type=float, help="stop (with a checkpoint) after this wall time")
+    p.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
+    p.add_argument("--total-steps", type=int, help="override the config's total_steps (fixes the schedule of a new run)")
+    p.add_argument("--evaldata", action="store_true", help="run the evaldata protocol at the end")
+    args = p.parse_args(argv)
+    cfg = TrainConfig.from_yaml(args.config)
+    if args.total_steps:
+        cfg.total_steps = args.total_steps
+    device = pick_device(args.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    trainer = Trainer(cfg, Path(args.out), device)
+    print(f"device {device}, bf16 {trainer.bf16}, {sum(p.numel() for p in trainer.model.parameters())} parameters", flush=True)
+    trainer.run(args.minutes)
+    if args.evaldata:
+        trainer._log_evaldata()
+
+
+if __name__ == "__main__":
+    main()
