@@ -105,14 +105,48 @@ def _standardise(x: Tensor) -> Tensor:
     return x / x.std((-2, -1), keepdim=True).clamp_min(1e-8)
 
 
+def _coarse_noise(rng: _Rng, count: int, size: int, sigma: Tensor | float
+                  ) -> tuple[Tensor, int]:
+    """Zero-mean unit-std smoothed Gaussian noise (count, 1, h, h) on a grid `factor` times
+    coarser than `size`, chosen so that sigma is still >= 2 coarse px: bilinear upsampling of
+    such a smooth field is invisible and much cheaper than filtering at full size."""
+    sigma = torch.as_tensor(sigma, dtype=torch.float32, device=rng.device).reshape(-1)
+    factor = 2 ** max(0, math.floor(math.log2(float(sigma.min()) / 2)))
+    low = math.ceil(size / factor)
+    z = blur(rng.normal((count, 1, low, low)), sigma / factor, pad=False)
+    return _standardise(z), factor
+
+
+def _upsample(z: Tensor, size: int) -> Tensor:
+    if z.shape[-1] == size:
+        return z
+    return F.interpolate(z, size=(size, size), mode="bilinear", align_corners=False)
+
+
 def smooth_noise(rng: _Rng, count: int, size: int, sigma: Tensor | float) -> Tensor:
-    """(count, 1, size, size) zero-mean unit-std Gaussian noise smoothed with per-map sigma."""
-    return _standardise(blur(rng.normal((count, 1, size, size)), sigma, pad=False))
+    """(count, 1, size, size) zero-mean unit-std Gaussian noise smoothed with per-map sigma
+    (px, scalar or one per map)."""
+    return _upsample(_coarse_noise(rng, count, size, sigma)[0], size)
 
 
 def _grad_mag(x: Tensor) -> Tensor:
     gy, gx = torch.gradient(x, dim=(-2, -1))
     return torch.sqrt(gy**2 + gx**2)
+
+
+def _dilate(m: Tensor, r: int) -> Tensor:
+    """Binary max filter over a (2r+1)^2 square, separable, zero outside the image
+    (shifted slices: much faster than max_pool2d on CPU)."""
+    h, w = m.shape[-2:]
+    p = F.pad(m, (r, r, 0, 0))
+    m = torch.stack([p[..., i : i + w] for i in range(2 * r + 1)]).amax(0)
+    p = F.pad(m, (0, 0, r, r))
+    return torch.stack([p[..., i : i + h, :] for i in range(2 * r + 1)]).amax(0)
+
+
+def _erode(m: Tensor, r: int) -> Tensor:
+    """Binary min filter; outside the image counts as foreground, so the border does not erode."""
+    return 1 - _dilate(1 - m, r)
 
 
 def _minmax(x: Tensor) -> Tensor:
@@ -286,17 +320,19 @@ def _membranes(rng: _Rng, t: int, n: int, size: int) -> tuple[Tensor, Tensor]:
     k = torch.arange(g, device=dev, dtype=torch.float32) - margin + 0.5
     seed_y = (k[:, None] + jitter[:, 0] * (rng.uniform((num, g, g)) - 0.5)) * cell[:, 0]
     seed_x = (k[None, :] + jitter[:, 0] * (rng.uniform((num, g, g)) - 0.5)) * cell[:, 0]
-    dists, ids = [], []
+    # running nearest (d1, its cell id) and second-nearest (d2) squared distances
+    d1 = d2 = torch.full_like(py, torch.inf).flatten(1)
+    nearest = torch.zeros_like(d1, dtype=torch.long)
     for oy in (-1, 0, 1):
         for ox in (-1, 0, 1):
             cid = ((gy + oy).clamp(0, g - 1) * g + (gx + ox).clamp(0, g - 1)).flatten(1)
-            sy = seed_y.flatten(1).gather(1, cid)
-            sx = seed_x.flatten(1).gather(1, cid)
-            dists.append(torch.sqrt((sy - py.flatten(1)) ** 2 + (sx - px.flatten(1)) ** 2))
-            ids.append(cid)
-    d, order = torch.stack(dists, 1).topk(2, dim=1, largest=False)
-    nearest = torch.stack(ids, 1).gather(1, order[:, :1])[:, 0]
-    gap = (d[:, 1] - d[:, 0]).view(num, 1, size, size)  # ~2x distance to the cell border
+            d = ((seed_y.flatten(1).gather(1, cid) - py.flatten(1)) ** 2
+                 + (seed_x.flatten(1).gather(1, cid) - px.flatten(1)) ** 2)
+            closer = d < d1
+            d2 = torch.where(closer, d1, torch.minimum(d2, d))
+            d1 = torch.where(closer, d, d1)
+            nearest = torch.where(closer, cid, nearest)
+    gap = (d2.sqrt() - d1.sqrt()).view(num, 1, size, size)  # ~2x distance to the cell border
 
     membrane = ((width - gap) / 2 + 0.5).clamp(0, 1)
     mask = (gap < width).float()
@@ -313,8 +349,10 @@ def _curvilinear(rng: _Rng, t: int, n: int, size: int) -> tuple[Tensor, Tensor]:
     width, optionally tapered off by a gate field, optionally with soma-like blobs."""
     sc, num, nf = size / 128, t * n, 3
     sigma = _rep(rng.uniform((t, nf), 6, 22) * sc, n)
-    field = smooth_noise(rng, num * nf, size, sigma.flatten()).view(num, nf, size, size)
-    dist = field.abs() / _grad_mag(field).clamp_min(1e-6)
+    z, factor = _coarse_noise(rng, num * nf, size, sigma.flatten())
+    gy, gx = torch.gradient(z, dim=(-2, -1))
+    z, gy, gx = _upsample(torch.cat([z, gy / factor, gx / factor], 1), size).unbind(1)
+    dist = (z.abs() / torch.sqrt(gy**2 + gx**2).clamp_min(1e-6)).view(num, nf, size, size)
 
     on = torch.cat([torch.ones(t, 1, dtype=torch.bool, device=rng.device),
                     rng.coin((t, nf - 1), 0.5)], 1)
@@ -352,35 +390,37 @@ def _texture(rng: _Rng, t: int, n: int, size: int) -> tuple[Tensor, Tensor]:
     band-pass noise, optionally binarised or rectified), not by mean intensity."""
     sc, num, kmax, dev = size / 128, t * n, 4, rng.device
     maps = smooth_noise(rng, num * kmax, size, _rep(rng.uniform(t, 12, 30) * sc, n * kmax))
-    k = _rep(rng.randint(t, 2, kmax), n)
-    unused = torch.arange(kmax, device=dev)[None, :] >= k[:, None]
-    labels = maps.view(num, kmax, size, size).masked_fill(unused[..., None, None], -torch.inf)
-    labels = labels.argmax(1, keepdim=True)
+    k = rng.randint(t, 2, kmax)
+    unused = torch.arange(kmax, device=dev)[None, :] >= k[:, None]  # (t, kmax)
+    maps = maps.view(num, kmax, size, size).masked_fill(_rep(unused, n)[..., None, None], -torch.inf)
+    labels = maps.argmax(1, keepdim=True)
 
-    # per task and region: spectral peak (frequency in cycles/px, orientation, bandwidth)
-    freq = _rep(rng.log_uniform((t, kmax), 0.03, 0.3) / sc, n)[..., None, None]
-    theta = _rep(rng.uniform((t, kmax), 0, math.pi), n)[..., None, None]
-    bw = freq * _rep(rng.uniform((t, kmax), 0.1, 0.5), n)[..., None, None]
-    oriented = _rep(rng.coin((t, kmax), 0.6), n)[..., None, None]
+    # per task and region, a spectral peak: frequency (cycles/px), orientation, bandwidth
+    def per_region(x: Tensor) -> Tensor:
+        return x.view(t, 1, kmax, 1, 1)
+
+    freq = per_region(rng.log_uniform((t, kmax), 0.03, 0.3) / sc)
+    theta = per_region(rng.uniform((t, kmax), 0, math.pi))
+    bw = freq * per_region(rng.uniform((t, kmax), 0.1, 0.5))
     fy = torch.fft.fftfreq(size, device=dev)[:, None]
-    fx = torch.fft.fftfreq(size, device=dev)[None, :]
+    fx = torch.fft.rfftfreq(size, device=dev)[None, :]
     py, px = freq * torch.sin(theta), freq * torch.cos(theta)
+    # the half spectrum of a real signal: a bump at +f0 or at -f0 (mirrored into fx >= 0)
     bump = (torch.exp(-((fy - py) ** 2 + (fx - px) ** 2) / (2 * bw**2))
             + torch.exp(-((fy + py) ** 2 + (fx + px) ** 2) / (2 * bw**2)))
     ring = torch.exp(-((torch.sqrt(fy**2 + fx**2) - freq) ** 2) / (2 * bw**2))
-    spectrum = torch.where(oriented, bump, ring)
-    noise = rng.normal((num, kmax, size, size))
-    tex = _standardise(torch.fft.ifft2(torch.fft.fft2(noise) * spectrum).real)
-    shape = _rep(rng.randint((t, kmax), 0, 2), n)[..., None, None]  # linear, binary, rectified
+    spectrum = torch.where(per_region(rng.coin((t, kmax), 0.6)), bump, ring)
+    noise = torch.fft.rfft2(rng.normal((t, n, kmax, size, size)))
+    tex = _standardise(torch.fft.irfft2(noise * spectrum, s=(size, size)))
+    shape = per_region(rng.randint((t, kmax), 0, 2))  # linear, binarised, rectified
     tex = torch.where(shape == 1, torch.sign(tex), torch.where(shape == 2, tex.abs() * 1.5 - 1.2, tex))
 
-    level = _rep(rng.uniform(t, 0.35, 0.65), n)[:, None, None, None]
-    level = level + _rep(rng.uniform((t, kmax), -0.04, 0.04), n)[..., None, None]
-    contrast = _rep(rng.uniform((t, kmax), 0.1, 0.25), n)[..., None, None]
-    per_region = (level + contrast * tex).clamp(0, 1)
-    struct = per_region.gather(1, labels)
-    target = _rep(torch.multinomial((~unused[::n]).float(), 1, generator=rng.gen), n)
-    return struct, (labels == _img(target)).float()
+    # nearly equal means; regions differ by their texture
+    level = per_region(rng.uniform((t, 1), 0.35, 0.65) + rng.uniform((t, kmax), -0.04, 0.04))
+    contrast = per_region(rng.uniform((t, kmax), 0.1, 0.25))
+    regions = (level + contrast * tex).clamp(0, 1).view(num, kmax, size, size)
+    target = _rep(torch.multinomial((~unused).float(), 1, generator=rng.gen), n)
+    return regions.gather(1, labels), (labels == _img(target)).float()
 
 
 # ----------------------------------------------------------------------------- intensity models
@@ -561,15 +601,18 @@ class TaskGenerator:
 
     def _target(self, m: Tensor, n: int) -> Tensor:
         """Task-level target: the object (0.6), its boundary band of 1-3 px (0.2), or the
-        inverse (0.2). Max-pool padding ignores the image border, so it is never a boundary."""
+        inverse (0.2). The image border is not a boundary."""
         rng, t = self.rng, m.shape[0] // n
         kind = _img(_rep(torch.as_tensor(rng.choice([0.6, 0.2, 0.2], t), device=m.device), n))
-        width = _img(_rep(rng.randint(t, 1, 3), n))
-        dil3 = F.max_pool2d(m, 3, 1, 1)
-        ero3 = -F.max_pool2d(-m, 3, 1, 1)
-        ero5 = -F.max_pool2d(-m, 5, 1, 2)
-        edge = torch.where(width == 1, m - ero3, torch.where(width == 2, dil3 - ero3, dil3 - ero5))
-        return torch.where(kind == 0, m, torch.where(kind == 1, edge, 1 - m))
+        width = _rep(rng.randint(t, 1, 3), n)
+        out = torch.where(kind == 2, 1 - m, m)
+        edge = (kind == 1).flatten()
+        if edge.any():  # band: 1 px inside; 1 in + 1 out; 2 in + 1 out
+            e, w = m[edge], _img(width[edge])
+            inner = torch.where(w == 3, _erode(e, 2), _erode(e, 1))
+            outer = torch.where(w == 1, e, _dilate(e, 1))
+            out[edge] = outer - inner
+        return out
 
 
 def _valid(m: Tensor, n: int) -> Tensor:

@@ -134,11 +134,14 @@ class Trainer:
         torch.save(state, tmp)
         os.replace(tmp, self.checkpoint_path)
 
+    @staticmethod
+    def saved_config(path: Path) -> TrainConfig:
+        """The config a run was started with (it wins over the yaml when resuming)."""
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        return TrainConfig(**json.loads(state["config"]))
+
     def load(self) -> None:
         state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
-        saved = json.loads(state["config"])
-        if saved != asdict(self.cfg):
-            raise ValueError(f"{self.checkpoint_path} was made with another config; use a new --out")
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
         self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
@@ -187,12 +190,17 @@ class Trainer:
             results[folder.name] = {n: round(v["mean"], 4) for n, v in r["summary"].items()}
         return results
 
-    def run(self, max_minutes: float | None) -> None:
+    def run(self, max_minutes: float | None, fit_schedule: bool = False) -> None:
+        """Train until total_steps or the wall time. With fit_schedule (a new run only), the
+        schedule's total_steps is set from the speed of the first steps to end at the deadline."""
         self.out.mkdir(parents=True, exist_ok=True)
+        start = time.time()
         if self.checkpoint_path.is_file():
             self.load()
+            fit_schedule = False
             print(f"resumed at step {self.step}", flush=True)
-        deadline = time.time() + 60 * max_minutes if max_minutes else float("inf")
+        deadline = start + 60 * max_minutes if max_minutes else float("inf")
+        calibrate_at = (20, 60) if fit_schedule and max_minutes else None
         log = _CsvLog(self.out / "train.csv")
         val_log = _CsvLog(self.out / "val.csv")
         t_last, n_last = time.time(), 0
@@ -201,6 +209,14 @@ class Trainer:
             row = self.train_step()
             self.elapsed += time.time() - t0
             n_last += 1
+            if calibrate_at and self.step == calibrate_at[0]:
+                t_cal = time.time()
+            if calibrate_at and self.step == calibrate_at[1]:
+                sec = (time.time() - t_cal) / (calibrate_at[1] - calibrate_at[0])
+                # leave ~4% of the time for validation and checkpoints
+                self.cfg.total_steps = self.step + int(0.96 * (deadline - time.time()) / sec)
+                calibrate_at = None
+                print(f"schedule fitted: {sec:.3f} s/step -> total_steps {self.cfg.total_steps}", flush=True)
             if self.step % self.cfg.log_every == 0:
                 sec = (time.time() - t_last) / n_last
                 log.write({"step": self.step, "lr": f"{lr_at(self.step - 1, self.cfg):.3g}", **{k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}, "sec_per_step": round(sec, 4), "elapsed_s": round(self.elapsed)})
@@ -247,9 +263,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--minutes", type=float, help="stop (with a checkpoint) after this wall time")
     p.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
     p.add_argument("--total-steps", type=int, help="override the config's total_steps (fixes the schedule of a new run)")
+    p.add_argument("--fit-schedule", action="store_true", help="new run: fit total_steps to --minutes from the measured speed")
     p.add_argument("--evaldata", action="store_true", help="run the evaldata protocol at the end")
     args = p.parse_args(argv)
-    cfg = TrainConfig.from_yaml(args.config)
+    checkpoint = Path(args.out) / "checkpoint.pt"
+    if checkpoint.is_file():
+        cfg = Trainer.saved_config(checkpoint)
+        if cfg != TrainConfig.from_yaml(args.config):
+            print(f"note: resuming with the config saved in {checkpoint}, not {args.config}", flush=True)
+    else:
+        cfg = TrainConfig.from_yaml(args.config)
     if args.total_steps:
         cfg.total_steps = args.total_steps
     device = pick_device(args.device)
@@ -257,7 +280,7 @@ def main(argv: list[str] | None = None) -> None:
         torch.backends.cudnn.benchmark = True
     trainer = Trainer(cfg, Path(args.out), device)
     print(f"device {device}, bf16 {trainer.bf16}, {sum(p.numel() for p in trainer.model.parameters())} parameters", flush=True)
-    trainer.run(args.minutes)
+    trainer.run(args.minutes, args.fit_schedule)
     if args.evaldata:
         trainer._log_evaldata()
 

@@ -1,0 +1,193 @@
+"""The command line: ``napari-universeg segment | evaluate | info``.
+
+Bad input ends with a one-line ``error: ...`` on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--weights", default="default", help="default, official, or a weights file (.safetensors, or an official-layout .pt state_dict)")
+    p.add_argument("--download-official", action="store_true", help="with --weights official: download them (research use only) into the user cache if missing")
+    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda or mps")
+    p.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"))
+
+
+def _add_predict_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--support-size", type=int, default=64, help="at most this many support examples (or crops) per pass")
+    p.add_argument("--ensemble", type=int, default=1, help="average over this many random support subsets")
+    p.add_argument("--mode", default="auto", choices=("auto", "resize", "tiled"), help="resize whole images to the model size, or run over tiles at --scale")
+    p.add_argument("--scale", type=float, help="tiled mode: image scale factor (default: from the object size in the support masks)")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="napari-universeg", description="Few-shot segmentation with UniverSeg.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("segment", help="segment images or stacks from a few labelled examples")
+    s.add_argument("input", help="a 2D image, a stack (TIFF) or a folder of images")
+    s.add_argument("--out", required=True, help="output label TIFF (or a folder, for a folder input)")
+    s.add_argument("--support-images", nargs="+", metavar="F", help="example images")
+    s.add_argument("--support-masks", nargs="+", metavar="F", help="their label masks (same order)")
+    s.add_argument("--support-set", metavar="FILE", help="a support-set file saved by the plugin or --save-support")
+    s.add_argument("--save-support", metavar="FILE", help="also save the support set built from --support-images/--support-masks")
+    s.add_argument("--threshold", type=float, default=0.5)
+    s.add_argument("--classes", type=_int_list, help="label values to segment, e.g. 1,2 (default: all in the masks)")
+    s.add_argument("--channel", type=int, help="channel of RGB/multichannel images to use (default: luminance)")
+    s.add_argument("--probabilities", metavar="FILE", help="also write the probability map (float32 TIFF)")
+    _add_model_options(s)
+    _add_predict_options(s)
+
+    e = sub.add_parser("evaluate", help="the standard few-shot protocol on a dataset folder (images/, masks/)")
+    e.add_argument("dataset", help="folder in the evaldata layout")
+    e.add_argument("--support-sizes", type=_int_list, default=[1, 4, 16])
+    e.add_argument("--seeds", type=_int_list, default=[0, 1, 2])
+    e.add_argument("--method", default="universeg", help="universeg, random-forest or otsu")
+    e.add_argument("--json", metavar="PATH", help="write the results as JSON")
+    _add_model_options(e)
+    _add_predict_options(e)
+
+    sub.add_parser("info", help="version, device, precision and weights").add_argument("--weights", default="default")
+    return p
+
+
+def _predict_options(args):
+    from .predict import PredictOptions
+
+    return PredictOptions(
+        support_size=args.support_size,
+        ensemble=args.ensemble,
+        threshold=getattr(args, "threshold", 0.5),
+        classes=getattr(args, "classes", None),
+        mode=args.mode,
+        scale=args.scale,
+        seed=args.seed,
+    )
+
+
+def _load_support(args):
+    from .io import read_image, read_mask
+    from .support import SupportSet
+
+    if args.support_set:
+        if args.support_images or args.support_masks:
+            raise ValueError("give either --support-set or --support-images/--support-masks, not both")
+        return SupportSet.load(args.support_set)
+    if not args.support_images or not args.support_masks:
+        raise ValueError("no support examples: give --support-images and --support-masks, or --support-set")
+    if len(args.support_images) != len(args.support_masks):
+        raise ValueError(f"{len(args.support_images)} support images but {len(args.support_masks)} masks")
+    support = SupportSet()
+    for img, msk in zip(args.support_images, args.support_masks):
+        support.add(read_image(img), read_mask(msk), source=Path(img).name, channel=args.channel)
+    if args.save_support:
+        support.save(args.save_support)
+    return support
+
+
+def _segment(args) -> None:
+    from tqdm import tqdm
+
+    from .io import as_slices, list_images, read_image, write_labels
+    from .predict import Segmenter
+
+    options = _predict_options(args)
+    options.validate()
+    support = _load_support(args)
+    src = Path(args.input)
+    if src.is_dir():
+        jobs = [(f, Path(args.out) / f"{f.stem}_labels.tif") for f in list_images(src)]
+    elif src.is_file():
+        out = Path(args.out)
+        jobs = [(src, out / f"{src.stem}_labels.tif" if out.is_dir() else out)]
+    else:
+        raise ValueError(f"input not found: {src}")
+    seg = Segmenter.from_weights(args.weights, args.device, args.precision, allow_download=args.download_official)
+    stacks = [(f, dst, as_slices(read_image(f), what=str(f))) for f, dst in jobs]
+    total = sum(len(s) for _, _, s in stacks)
+    with tqdm(total=total, unit="slice", desc="segmenting", file=sys.stderr) as bar:
+        for f, dst, slices in stacks:
+            labels, probs = [], []
+            for pred in seg.iter_predict(support, slices, options, channel=args.channel):
+                labels.append(pred.labels)
+                probs.append(pred.probability)
+                bar.update(1)
+            squeeze = len(slices) == 1
+            write_labels(dst, labels[0] if squeeze else np.stack(labels))
+            if args.probabilities:
+                p = Path(args.probabilities)
+                if len(stacks) > 1:
+                    p = p.parent / f"{f.stem}_{p.name}"
+                write_labels(p, probs[0] if squeeze else np.stack(probs))
+            print(f"{f} -> {dst}", file=sys.stderr)
+
+
+def _evaluate(args) -> None:
+    from .evaluate import format_table, get_method, load_dataset, run_protocol
+
+    dataset = load_dataset(args.dataset)
+    if args.method == "universeg":
+        o = _predict_options(args)
+        method = get_method("universeg", weights=args.weights, device=args.device, precision=args.precision,
+                            support_size=o.support_size, ensemble=o.ensemble, mode=o.mode, scale=o.scale, seed=o.seed)
+    else:
+        method = get_method(args.method)
+    result = run_protocol(dataset, method, args.method, support_sizes=tuple(args.support_sizes), seeds=tuple(args.seeds),
+                          progress=lambda msg: print(msg, file=sys.stderr))
+    print(format_table([result]))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1))
+
+
+def _info(args) -> None:
+    import torch
+
+    from . import __version__
+    from .device import autocast_dtype, pick_device
+
+    device = pick_device(None)
+    print(f"napari-universeg {__version__}, torch {torch.__version__}")
+    print(f"device: {device}, precision: {'bf16' if autocast_dtype(device) else 'fp32'}")
+    from .weights import load_weights
+
+    try:
+        _, info = load_weights(args.weights)
+        print(info.summary())
+    except ValueError as e:
+        print(f"weights: {e}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    start = time.time()
+    try:
+        {"segment": _segment, "evaluate": _evaluate, "info": _info}[args.command](args)
+    except KeyboardInterrupt:
+        print("cancelled", file=sys.stderr)
+        return 130
+    except (ValueError, OSError) as e:  # bad input: one line, no traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.command != "info":
+        print(f"done in {time.time() - start:.1f} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""Reading images, stacks and folders from disk; writing label images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """An image or stack as stored (TIFF stacks keep all their planes). Clear error if unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"file not found: {path}")
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            return np.asarray(tifffile.imread(path))
+        import imageio.v3 as iio
+
+        return np.asarray(iio.imread(path))
+    except Exception as e:  # the readers raise many types for truncated or foreign files
+        raise ValueError(f"cannot read image file {path}: {type(e).__name__}: {e}") from None
+
+
+def as_slices(array: np.ndarray, what: str = "image") -> np.ndarray:
+    """(N, H, W[, C]) slices from a 2D image, an RGB(A) image, or a stack."""
+    if array.ndim == 2:
+        return array[None]
+    if array.ndim == 3 and array.shape[-1] in (3, 4) and min(array.shape[:2]) > 4:
+        return array[None]  # one RGB(A) image
+    if array.ndim == 3 or (array.ndim == 4 and array.shape[-1] in (3, 4)):
+        return array
+    raise ValueError(f"{what} has shape {array.shape}; expected a 2D image, an RGB image or a stack of 2D slices")
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    folder = Path(folder)
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+    if not files:
+        raise ValueError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) in folder {folder}")
+    return files
+
+
+def read_mask(path: str | Path) -> np.ndarray:
+    mask = read_image(path)
+    if mask.ndim == 3 and mask.shape[-1] in (3, 4):
+        raise ValueError(f"mask {path} is an RGB image; masks must be integer label images (0 = background)")
+    return mask
+
+
+def write_labels(path: str | Path, labels: np.ndarray) -> Path:
+    """Write labels (2D or a stack) as a compressed TIFF."""
+    import tifffile
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tifffile.imwrite(path, labels, compression="zlib")
+    return path
