@@ -21,7 +21,7 @@ def to_grey(image: np.ndarray, channel: int | None = None, what: str = "image") 
         if channel not in (None, 0):
             raise ValueError(f"{what} is greyscale; channel {channel} does not exist")
         grey = image
-    elif image.ndim == 3 and image.shape[-1] <= 4 and min(image.shape[:2]) > 4:
+    elif image.ndim == 3 and image.shape[-1] <= 16 and image.shape[-1] < min(image.shape[:2]):
         if channel is not None:
             if not 0 <= channel < image.shape[-1]:
                 raise ValueError(f"{what} has {image.shape[-1]} channels; channel {channel} does not exist")

@@ -1,0 +1,152 @@
+"""The inference engine with a tiny random model: shapes, modes, batching, classes, cancel."""
+
+import numpy as np
+import pytest
+import torch
+
+from napari_universeg import PredictOptions, Segmenter, SupportSet, UniverSeg
+from napari_universeg.predict import Plan, choose_plan, object_thickness
+from napari_universeg.sample_data import synthetic_stack
+
+
+@pytest.fixture(scope="module")
+def segmenter():
+    torch.manual_seed(0)
+    return Segmenter(UniverSeg((8, 8, 8, 8), (8, 8, 8)), device="cpu", precision="fp32", size=64)
+
+
+@pytest.fixture(scope="module")
+def stack():
+    image, labels = synthetic_stack(n_slices=6, size=96)
+    return image, labels
+
+
+def _support(image, labels, slices=(0, 3)):
+    s = SupportSet()
+    for z in slices:
+        s.add(image[z], labels[z], source=f"slice {z}")
+    return s
+
+
+@pytest.mark.parametrize("mode,scale", [("resize", None), ("tiled", 1.0), ("tiled", 0.5), ("auto", None)])
+def test_full_resolution_output_for_every_slice(segmenter, stack, mode, scale):
+    image, labels = stack
+    preds = segmenter.predict(_support(image, labels), image, PredictOptions(mode=mode, scale=scale))
+    assert [p.index for p in preds] == list(range(6))
+    for p in preds:
+        assert p.labels.shape == (96, 96) and p.labels.dtype == np.uint8
+        assert p.probability.shape == (96, 96) and 0 <= p.probability.min() <= p.probability.max() <= 1
+        assert set(np.unique(p.labels)) <= {0, 1}
+
+
+def test_batching_and_cached_support_features_do_not_change_results(segmenter, stack):
+    image, labels = stack
+    support = _support(image, labels)
+    one = segmenter.predict(support, image, PredictOptions(mode="resize", max_items=1))
+    many = segmenter.predict(support, image, PredictOptions(mode="resize", max_items=1000))
+    for a, b in zip(one, many):
+        np.testing.assert_allclose(a.probability, b.probability, atol=1e-5)
+
+
+def test_only_requested_slices_are_read(segmenter, stack):
+    image, labels = stack
+
+    class Lazy:
+        def __init__(self):
+            self.read = []
+
+        def __len__(self):
+            return len(image)
+
+        def __getitem__(self, i):
+            self.read.append(i)
+            return image[i]
+
+    lazy = Lazy()
+    preds = segmenter.predict(_support(image, labels), lazy, PredictOptions(mode="resize"), indices=[1, 4])
+    assert [p.index for p in preds] == [1, 4] and sorted(set(lazy.read)) == [1, 4]
+
+
+def test_cancel_stops_between_batches(segmenter, stack):
+    image, labels = stack
+    calls = []
+
+    def cancel():
+        calls.append(1)
+        return len(calls) > 2
+
+    preds = list(segmenter.iter_predict(_support(image, labels), image, PredictOptions(mode="resize", max_items=2), cancel=cancel))
+    assert 0 < len(preds) < 6
+
+
+def test_multiclass_labels_take_the_most_probable_class(segmenter, stack):
+    image, labels = stack
+    multi = labels.astype(np.uint8).copy()
+    multi[:, :, 48:] *= 3  # right half: class 3
+    support = SupportSet()
+    for z in (0, 3):
+        support.add(image[z], multi[z])
+    assert support.classes() == [1, 3]
+    preds = segmenter.predict(support, image[:2], PredictOptions(mode="resize", threshold=0.01))
+    assert set(np.unique(preds[0].labels)) <= {0, 1, 3}
+    only3 = segmenter.predict(support, image[:1], PredictOptions(mode="resize", classes=[3], threshold=0.01))
+    assert set(np.unique(only3[0].labels)) <= {0, 3}
+    with pytest.raises(ValueError, match="do not occur"):
+        segmenter.predict(support, image[:1], PredictOptions(classes=[7]))
+
+
+def test_combine_picks_argmax_above_threshold():
+    probs = np.array([[[0.2, 0.7], [0.6, 0.1]], [[0.3, 0.6], [0.9, 0.4]]], np.float32)  # classes 2, 5
+    out = Segmenter._combine(0, probs, [2, 5], 0.5)
+    np.testing.assert_array_equal(out.labels, [[0, 2], [5, 0]])
+    np.testing.assert_allclose(out.probability, [[0.3, 0.7], [0.9, 0.4]])
+
+
+def test_ensemble_is_seeded(segmenter, stack):
+    image, labels = stack
+    support = _support(image, labels, slices=(0, 1, 2, 3, 5))
+    opts = dict(mode="resize", support_size=2, ensemble=3)
+    a = segmenter.predict(support, image[4:5], PredictOptions(seed=1, **opts))[0]
+    b = segmenter.predict(support, image[4:5], PredictOptions(seed=1, **opts))[0]
+    c = segmenter.predict(support, image[4:5], PredictOptions(seed=2, **opts))[0]
+    np.testing.assert_array_equal(a.probability, b.probability)
+    assert not np.array_equal(a.probability, c.probability)
+
+
+def test_bad_queries_and_empty_support(segmenter, stack):
+    image, labels = stack
+    with pytest.raises(ValueError, match="no \\(enabled\\) examples"):
+        segmenter.predict(SupportSet(), image)
+    support = _support(image, labels)
+    with pytest.raises(ValueError, match="slice 0 is constant"):
+        segmenter.predict(support, np.zeros((2, 32, 32)))
+    with pytest.raises(ValueError, match="slice 0 contains NaN"):
+        segmenter.predict(support, np.full((1, 32, 32), np.nan))
+    with pytest.raises(ValueError, match="at least 8x8"):
+        segmenter.predict(support, np.random.rand(1, 4, 32))
+
+
+def test_empty_masks_are_a_valid_support(segmenter, stack):
+    image, _ = stack
+    support = SupportSet()
+    support.add(image[0], np.zeros(image[0].shape, np.uint8))
+    preds = segmenter.predict(support, image[:1], PredictOptions(mode="resize"))
+    assert preds[0].labels.shape == image[0].shape
+
+
+def test_auto_plan_follows_object_size():
+    support = SupportSet()
+    big = np.zeros((1024, 1024), np.uint8)
+    yy, xx = np.mgrid[:1024, :1024]
+    for cy, cx in [(200, 200), (600, 700), (800, 300)]:
+        big[(yy - cy) ** 2 + (xx - cx) ** 2 < 12**2] = 1  # small nuclei in a large image
+    support.add(np.random.rand(1024, 1024), big)
+    plan = choose_plan(support, (1024, 1024), 128, PredictOptions())
+    assert plan.mode == "tiled" and 128 / 1024 < plan.scale <= 1
+    huge = np.zeros((256, 256), np.uint8)
+    huge[40:200, 60:220] = 1  # one object filling the image
+    support2 = SupportSet()
+    support2.add(np.random.rand(256, 256), huge)
+    assert choose_plan(support2, (256, 256), 128, PredictOptions()) == Plan("resize")
+    assert choose_plan(support2, (256, 256), 128, PredictOptions(mode="tiled", scale=0.7)) == Plan("tiled", 0.7)
+    assert object_thickness([np.zeros((8, 8))]) is None

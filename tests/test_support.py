@@ -1,0 +1,87 @@
+"""SupportSet validation and its file format."""
+
+import numpy as np
+import pytest
+
+from napari_universeg.support import SupportSet, is_support_file
+
+
+def _example(rng, shape=(32, 40)):
+    image = rng.random(shape).astype(np.float32)
+    mask = (image > 0.7).astype(np.uint8)
+    return image, mask
+
+
+def test_save_load_round_trip(tmp_path):
+    rng = np.random.default_rng(0)
+    s = SupportSet()
+    for i in range(3):
+        s.add(*_example(rng), source=f"layer 'cells' slice {i}")
+    s[1].enabled = False
+    rgb = (rng.random((32, 40, 3)) * 255).astype(np.uint8)
+    s.add(rgb, np.zeros((32, 40), np.uint8), source="rgb")  # RGB -> luminance; empty mask is valid
+    path = s.save(tmp_path / "set")
+    assert path.name == "set.npz" and is_support_file(path)
+    loaded = SupportSet.load(path)
+    assert len(loaded) == 4 and [e.enabled for e in loaded] == [True, False, True, True]
+    assert loaded[0].source == "layer 'cells' slice 0"
+    for a, b in zip(s, loaded):
+        np.testing.assert_array_equal(a.image, b.image)
+        np.testing.assert_array_equal(a.mask, b.mask)
+    assert loaded[3].image.ndim == 2 and len(loaded.enabled()) == 3
+
+
+@pytest.mark.parametrize(
+    "image,mask,message",
+    [
+        (np.zeros((4, 4)), np.zeros((4, 4)), "at least 8x8"),
+        (np.ones((16, 16)), np.zeros((16, 16)), "constant"),
+        (np.full((16, 16), np.nan), np.zeros((16, 16)), "NaN"),
+        (np.random.rand(16, 16), np.zeros((16, 17)), "shape"),
+        (np.random.rand(16, 16), np.full((16, 16), 0.5), "integer labels"),
+        (np.random.rand(5, 16, 16), np.zeros((16, 16)), "2D image"),
+        (np.random.rand(16, 16, 6), np.zeros((16, 16)), "choose one channel"),
+        (np.random.rand(16, 16), np.zeros((2, 16, 16)), "2D label image"),
+    ],
+)
+def test_bad_examples_are_refused_with_a_clear_message(image, mask, message):
+    s = SupportSet()
+    with pytest.raises(ValueError, match=message):
+        s.add(image, mask)
+    assert len(s) == 0
+
+
+def test_all_foreground_and_float_integer_masks_are_valid():
+    s = SupportSet()
+    s.add(np.random.rand(16, 16), np.ones((16, 16), np.float32))
+    s.add(np.random.rand(16, 16), np.full((16, 16), 2, np.int64))
+    assert s.classes() == [1, 2]
+
+
+def test_files_that_are_not_support_sets(tmp_path):
+    np.savez(tmp_path / "other.npz", a=np.zeros(3))
+    with pytest.raises(ValueError, match="not a napari-universeg support-set file"):
+        SupportSet.load(tmp_path / "other.npz")
+    (tmp_path / "broken.npz").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(ValueError, match="cannot read support-set file"):
+        SupportSet.load(tmp_path / "broken.npz")
+    assert not is_support_file(tmp_path / "other.npz") and not is_support_file(tmp_path / "broken.npz")
+
+
+def test_missing_member_is_named(tmp_path):
+    rng = np.random.default_rng(1)
+    s = SupportSet()
+    s.add(*_example(rng))
+    s.add(*_example(rng))
+    path = s.save(tmp_path / "set.npz")
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files if k != "mask_1"}
+    np.savez(tmp_path / "incomplete.npz", **arrays)
+    with pytest.raises(ValueError, match="mask_1 is missing"):
+        SupportSet.load(tmp_path / "incomplete.npz")
+
+
+def test_object_arrays_are_not_unpickled(tmp_path):
+    np.savez(tmp_path / "evil.npz", metadata=np.array([{"format": "x"}], dtype=object))
+    with pytest.raises(ValueError):
+        SupportSet.load(tmp_path / "evil.npz")
