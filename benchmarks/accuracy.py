@@ -28,7 +28,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of evaluation sets")
     parser.add_argument("--methods", default="universeg,random-forest,otsu", help="comma-separated")
     parser.add_argument(
-        "--weights", default="default", help="UniverSeg weights file ('default': the method's own)"
+        "--weights", default="default", help="UniverSeg weights, as make_universeg_method takes them"
     )
     parser.add_argument("--sizes", default="1,4,16", help="support sizes, comma-separated")
     parser.add_argument("--seeds", default="0,1,2", help="seeds, comma-separated")
@@ -41,9 +41,7 @@ def _ints(text: str) -> tuple[int, ...]:
 
 
 def method_options(name: str, weights: str) -> dict:
-    if name == "universeg" and weights != "default":
-        return {"weights": weights}
-    return {}
+    return {"weights": weights} if name == "universeg" else {}
 
 
 def mean_over_datasets(results: list[dict]) -> list[dict]:

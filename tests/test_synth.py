@@ -32,7 +32,7 @@ def test_value_ranges(batch):
 
 
 def test_foreground_fractions_not_degenerate(batch):
-    q, qm, s, sm = batch
+    _, qm, _, sm = batch
     query_frac = qm.mean((1, 2, 3))
     assert ((query_frac >= 0.005) & (query_frac <= 0.95)).all()
     support_frac = sm.mean((2, 3, 4))

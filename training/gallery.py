@@ -11,13 +11,10 @@ from __future__ import annotations
 import argparse
 import time
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure  # the object API needs no GUI backend
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from training.synth import FAMILIES, TaskGenerator  # noqa: E402
+from training.synth import FAMILIES, TaskGenerator
 
 SHOWN_SUPPORTS = 4
 
@@ -41,8 +38,10 @@ def tasks_per_second(size: int = 128, batch: int = 8, support: int = 8, repeats:
 
 
 def save_gallery(out: str, seed: int = 0, tasks: int = 10, size: int = 128) -> None:
+    """One row per task (families in turn): query, its mask, supports with tinted masks."""
     cols = 2 + SHOWN_SUPPORTS
-    fig, axes = plt.subplots(tasks, cols, figsize=(1.6 * cols, 1.6 * tasks), squeeze=False)
+    fig = Figure(figsize=(1.6 * cols, 1.6 * tasks))
+    axes = fig.subplots(tasks, cols, squeeze=False)
     for row in range(tasks):
         family = FAMILIES[row % len(FAMILIES)]
         gen = TaskGenerator(size=size, seed=seed * 1000 + row, families=[family])
@@ -54,11 +53,11 @@ def save_gallery(out: str, seed: int = 0, tasks: int = 10, size: int = 128) -> N
             ax.set_yticks([])
             if col == 0:
                 ax.set_ylabel(family, fontsize=8)
-    for col, title in enumerate(["query", "query mask"] + [f"support {i + 1}" for i in range(SHOWN_SUPPORTS)]):
-        axes[0, col].set_title(title, fontsize=8)
+    titles = ["query", "query mask"] + [f"support {i + 1}" for i in range(SHOWN_SUPPORTS)]
+    for ax, title in zip(axes[0], titles):
+        ax.set_title(title, fontsize=8)
     fig.tight_layout(pad=0.3)
     fig.savefig(out, dpi=110)
-    plt.close(fig)
 
 
 def main() -> None:

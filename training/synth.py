@@ -19,7 +19,8 @@ Pixel sizes below are quoted for 128 px images and scaled with `size`.
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +31,7 @@ FAMILIES = ("synthmorph", "blobs", "membranes", "curvilinear", "texture")
 MIN_FG, MAX_FG = 0.005, 0.95  # accepted foreground fraction of one mask
 MIN_VALID_SUPPORTS = 0.75  # share of supports that must be non-degenerate
 MAX_REDRAWS = 10
+EMPTY_P = 0.04  # per subject, for families where a field without objects is natural
 
 
 class _Rng:
@@ -76,7 +78,7 @@ def _img(v: Tensor) -> Tensor:
 
 
 def _task_param(rng: _Rng, t: int, n: int, lo: float, hi: float, jitter: float = 0.05) -> Tensor:
-    """A per-task uniform draw with small multiplicative per-subject jitter, shape (T*n, 1, 1, 1)."""
+    """A per-task uniform draw with small multiplicative per-subject jitter, (T*n, 1, 1, 1)."""
     v = _rep(rng.uniform(t, lo, hi), n)
     return _img(v * (1 + jitter * rng.normal(t * n)))
 
@@ -236,7 +238,7 @@ def _render_ellipses(centres: Tensor, ra: Tensor, rb: Tensor, angle: Tensor, val
                      dome: float, active: Tensor, size: int) -> tuple[Tensor, Tensor]:
     """Rasterise (n, M) ellipses into (n, 1, H, W) by scattering local patches (cost ~ area
     covered, not M*H*W); overlaps take the maximum. Returns structure and mask."""
-    n, m = ra.shape
+    n = ra.shape[0]
     r = math.ceil(float(torch.maximum(ra, rb).max())) + 1
     off = torch.arange(-r, r + 1, device=centres.device, dtype=torch.float32)
     cy, cx = centres[..., 0, None, None], centres[..., 1, None, None]
@@ -275,7 +277,8 @@ def _blobs(rng: _Rng, t: int, n: int, size: int) -> tuple[Tensor, Tensor]:
         mean_area = math.pi * ((r_min + r_max) / 2) ** 2
         count = max(4, min(400, round(cover * size * size / mean_area)))
         m = math.ceil(count * 1.4)
-        active = torch.arange(m, device=rng.device)[None, :] < (count * rng.uniform((n, 1), 0.6, 1.4))
+        count_i = count * rng.uniform((n, 1), 0.6, 1.4) * ~rng.coin((n, 1), EMPTY_P)
+        active = torch.arange(m, device=rng.device)[None, :] < count_i
 
         lo, hi = -0.3 * r_max, size + 0.3 * r_max
         centres = rng.uniform((n, m, 2), lo, hi)
@@ -373,17 +376,20 @@ def _curvilinear(rng: _Rng, t: int, n: int, size: int) -> tuple[Tensor, Tensor]:
     bright = _rep(rng.uniform((t, nf), 0.6, 1.0), n)[..., None, None]
     struct = (bright * (half - dist + 0.5).clamp(0, 1)).amax(1, keepdim=True)
     mask = (dist < half).float().amax(1, keepdim=True)
-    return _add_somata(rng, struct, mask, t, n, sc)
+    struct, mask = _add_somata(rng, struct, mask, t, n, sc)
+    keep = _img(~rng.coin(num, EMPTY_P)).float()
+    return struct * keep, mask * keep
 
 
 def _add_somata(rng: _Rng, struct: Tensor, mask: Tensor, t: int, n: int, sc: float
                 ) -> tuple[Tensor, Tensor]:
     """For some tasks, attach 1-3 round cell bodies per subject at random points on the lines."""
-    num, size, k = mask.shape[0], mask.shape[-1], 3
+    size, k = mask.shape[-1], 3
     pos = torch.multinomial(mask.flatten(1) + 1e-6, k, replacement=True, generator=rng.gen)
     cy, cx = (pos // size).float() + 0.5, (pos % size).float() + 0.5
     yy, xx = _pixel_coords(size, rng.device)
-    d = torch.sqrt((yy.flatten() - cy[..., None]).square() + (xx.flatten() - cx[..., None]).square())
+    d = torch.sqrt((yy.flatten() - cy[..., None]).square()
+                   + (xx.flatten() - cx[..., None]).square())
     radius = _rep(rng.uniform(t, 3, 8) * sc, n)[:, None, None]
     count = _rep(rng.coin(t, 0.35) * rng.randint(t, 1, k), n)
     used = (torch.arange(k, device=rng.device)[None, :] < count[:, None])[..., None]
@@ -398,7 +404,8 @@ def _texture(rng: _Rng, t: int, n: int, size: int) -> tuple[Tensor, Tensor]:
     maps = smooth_noise(rng, num * kmax, size, _rep(rng.uniform(t, 12, 30) * sc, n * kmax))
     k = rng.randint(t, 2, kmax)
     unused = torch.arange(kmax, device=dev)[None, :] >= k[:, None]  # (t, kmax)
-    maps = maps.view(num, kmax, size, size).masked_fill(_rep(unused, n)[..., None, None], -torch.inf)
+    maps = maps.view(num, kmax, size, size)
+    maps = maps.masked_fill(_rep(unused, n)[..., None, None], -torch.inf)
     labels = maps.max(1, keepdim=True).indices
 
     # per task and region, a spectral peak: frequency (cycles/px), orientation, bandwidth
@@ -422,7 +429,8 @@ def _texture(rng: _Rng, t: int, n: int, size: int) -> tuple[Tensor, Tensor]:
     noise = torch.complex(*rng.normal((2, t, n, kmax, size, size // 2 + 1)))
     tex = _standardise(torch.fft.irfft2(noise * spectrum, s=(size, size)))
     shape = per_region(rng.randint((t, kmax), 0, 2))  # linear, binarised, rectified
-    tex = torch.where(shape == 1, torch.sign(tex), torch.where(shape == 2, tex.abs() * 1.5 - 1.2, tex))
+    tex = torch.where(shape == 1, torch.sign(tex),
+                      torch.where(shape == 2, tex.abs() * 1.5 - 1.2, tex))
 
     # nearly equal means; regions differ by their texture
     level = per_region(rng.uniform((t, 1), 0.35, 0.65) + rng.uniform((t, kmax), -0.04, 0.04))
@@ -440,7 +448,7 @@ def _fluorescence(rng: _Rng, s: Tensor, n: int, size: int) -> Tensor:
     """Bright objects on dark: PSF blur, out-of-focus haze, uneven background, Poisson-Gaussian
     noise."""
     t, sc = s.shape[0] // n, size / 128
-    p = lambda lo, hi: _task_param(rng, t, n, lo, hi)  # noqa: E731
+    p = partial(_task_param, rng, t, n)  # p(lo, hi)
     x = blur(s, p(0.5, 2.0) * sc)
     x = x + p(0.0, 0.3) * blur(s, p(3, 10) * sc)
     bg = p(0.0, 0.15) * (1 + 0.5 * smooth_noise(rng, s.shape[0], size, p(15, 40) * sc)).clamp_min(0)
@@ -454,7 +462,7 @@ def _brightfield(rng: _Rng, s: Tensor, n: int, size: int) -> Tensor:
     """Grey background with either dark outlines (brightfield) or dark objects with a bright
     halo (phase contrast), uneven illumination and mild noise."""
     t, sc, dev = s.shape[0] // n, size / 128, s.device
-    p = lambda lo, hi: _task_param(rng, t, n, lo, hi)  # noqa: E731
+    p = partial(_task_param, rng, t, n)  # p(lo, hi)
     sigma = p(0.7, 1.5) * sc
     sb = blur(s, sigma)
     edge = _grad_mag(sb) * sigma * math.sqrt(2 * math.pi)  # ~1 across a unit step
@@ -475,7 +483,7 @@ def _brightfield(rng: _Rng, s: Tensor, n: int, size: int) -> Tensor:
 def _em(rng: _Rng, s: Tensor, n: int, size: int) -> Tensor:
     """Dark objects / membranes on a mid-grey, finely textured background, with grain noise."""
     t, sc, num = s.shape[0] // n, size / 128, s.shape[0]
-    p = lambda lo, hi: _task_param(rng, t, n, lo, hi)  # noqa: E731
+    p = partial(_task_param, rng, t, n)  # p(lo, hi)
     tex = (p(0.03, 0.1) * smooth_noise(rng, num, size, p(0.7, 2) * sc)
            + p(0.0, 0.08) * smooth_noise(rng, num, size, p(6, 20) * sc))
     x = p(0.45, 0.65) + tex - p(0.25, 0.5) * blur(s, p(0.3, 1.0) * sc)
@@ -485,7 +493,7 @@ def _em(rng: _Rng, s: Tensor, n: int, size: int) -> Tensor:
 def _plain(rng: _Rng, s: Tensor, n: int, size: int) -> Tensor:
     """The structure map's own intensities with a smooth multiplicative bias field and noise."""
     t, sc = s.shape[0] // n, size / 128
-    p = lambda lo, hi: _task_param(rng, t, n, lo, hi)  # noqa: E731
+    p = partial(_task_param, rng, t, n)  # p(lo, hi)
     bias = torch.exp(p(0.0, 0.3) * smooth_noise(rng, s.shape[0], size, p(20, 40) * sc))
     return s * bias + p(0.0, 0.05) * rng.normal(s.shape)
 

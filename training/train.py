@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import yaml
+from torch.utils.data import DataLoader, Dataset
 
 from napari_universeg.device import autocast_dtype, pick_device
 from napari_universeg.model import UniverSeg
@@ -109,13 +110,25 @@ class Trainer:
         self.val_tasks = self._validation_tasks()
 
     # -- data --------------------------------------------------------------------------------
-    def tasks(self, step: int, batch: int, support_size: int, seed_offset: int = 0):
-        gen = TaskGenerator(self.cfg.size, seed=(self.cfg.seed * 1_000_003 + step + seed_offset) % 2**62, device=self.device)
-        return gen.sample(batch, support_size)
-
     def _validation_tasks(self) -> list:
         # Held out: seeds far beyond any training step.
-        return [self.tasks(10**9 + i, 8, s) for i, s in enumerate((1, 4, 16))]
+        return [tuple(t.to(self.device) for t in step_tasks(self.cfg, 10**9 + i, 8, s)) for i, s in enumerate((1, 4, 16))]
+
+    def batches(self, workers: int):
+        """Each step's tasks, generated on the CPU (the same stream on every device), by
+        ``workers`` background processes when > 0 (the generator launches many small ops,
+        which is slower on a GPU than a few CPU cores)."""
+        loader = DataLoader(
+            _StepTasks(self.cfg),
+            batch_size=None,
+            sampler=range(self.step, 10**12),
+            num_workers=workers,
+            prefetch_factor=4 if workers else None,
+            pin_memory=self.device.type == "cuda",
+            worker_init_fn=_one_thread,
+        )
+        for q, qm, si, sm in loader:
+            yield tuple(t.to(self.device, non_blocking=True) for t in (q, qm, si, sm))
 
     # -- checkpoints -------------------------------------------------------------------------
     @property
@@ -150,9 +163,9 @@ class Trainer:
     def autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
-    def train_step(self) -> dict:
-        batch, s = step_shape(self.step, self.cfg)
-        q, qm, si, sm = self.tasks(self.step, batch, s)
+    def train_step(self, tasks) -> dict:
+        q, qm, si, sm = tasks
+        batch, s = si.shape[:2]
         for g in self.opt.param_groups:
             g["lr"] = lr_at(self.step, self.cfg)
         self.model.train()
@@ -190,7 +203,7 @@ class Trainer:
             results[folder.name] = {n: round(v["mean"], 4) for n, v in r["summary"].items()}
         return results
 
-    def run(self, max_minutes: float | None, fit_schedule: bool = False) -> None:
+    def run(self, max_minutes: float | None, fit_schedule: bool = False, workers: int = 0) -> None:
         """Train until total_steps or the wall time. With fit_schedule (a new run only), the
         schedule's total_steps is set from the speed of the first steps to end at the deadline."""
         self.out.mkdir(parents=True, exist_ok=True)
@@ -204,9 +217,10 @@ class Trainer:
         log = _CsvLog(self.out / "train.csv")
         val_log = _CsvLog(self.out / "val.csv")
         t_last, n_last = time.time(), 0
+        batches = self.batches(workers)
         while self.step < self.cfg.total_steps and time.time() < deadline:
             t0 = time.time()
-            row = self.train_step()
+            row = self.train_step(next(batches))
             self.elapsed += time.time() - t0
             n_last += 1
             if calibrate_at and self.step == calibrate_at[0]:
@@ -243,6 +257,27 @@ class Trainer:
             print("evaldata", r, flush=True)
 
 
+def step_tasks(cfg: TrainConfig, step: int, batch: int, support_size: int):
+    """The tasks of one step, on the CPU, from a seed derived from the step number."""
+    gen = TaskGenerator(cfg.size, seed=(cfg.seed * 1_000_003 + step) % 2**62, device="cpu")
+    return gen.sample(batch, support_size)
+
+
+class _StepTasks(Dataset):
+    def __init__(self, cfg: TrainConfig):
+        self.cfg = cfg
+
+    def __len__(self) -> int:
+        return 10**12
+
+    def __getitem__(self, step: int):
+        return step_tasks(self.cfg, step, *step_shape(step, self.cfg))
+
+
+def _one_thread(_worker: int) -> None:
+    torch.set_num_threads(1)
+
+
 class _CsvLog:
     def __init__(self, path: Path):
         self.path = path
@@ -263,6 +298,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--minutes", type=float, help="stop (with a checkpoint) after this wall time")
     p.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
     p.add_argument("--total-steps", type=int, help="override the config's total_steps (fixes the schedule of a new run)")
+    p.add_argument("--workers", type=int, help="task-generating processes (default: cores - 2 on CUDA, 0 on CPU)")
     p.add_argument("--fit-schedule", action="store_true", help="new run: fit total_steps to --minutes from the measured speed")
     p.add_argument("--evaldata", action="store_true", help="run the evaldata protocol at the end")
     args = p.parse_args(argv)
@@ -280,7 +316,8 @@ def main(argv: list[str] | None = None) -> None:
         torch.backends.cudnn.benchmark = True
     trainer = Trainer(cfg, Path(args.out), device)
     print(f"device {device}, bf16 {trainer.bf16}, {sum(p.numel() for p in trainer.model.parameters())} parameters", flush=True)
-    trainer.run(args.minutes, args.fit_schedule)
+    workers = args.workers if args.workers is not None else (max(1, (os.cpu_count() or 2) - 2) if device.type == "cuda" else 0)
+    trainer.run(args.minutes, args.fit_schedule, workers)
     if args.evaldata:
         trainer._log_evaldata()
 
