@@ -99,7 +99,7 @@ def test_run_protocol_structure(disks):
         return [masks[q.tobytes()] for q in query_images]
 
     messages = []
-    result = run_protocol(disks, oracle, "oracle", support_sizes=(1, 16), seeds=(0, 1), progress=messages.append)
+    result = run_protocol(disks, oracle, "oracle", (1, 16), (0, 1), progress=messages.append)
     json.dumps(result)  # JSON-serialisable as is
     assert set(result) == {"dataset", "method", "summary", "runs", "seconds"}
     assert result["dataset"] == "disks" and result["method"] == "oracle"
@@ -109,9 +109,12 @@ def test_run_protocol_structure(disks):
     }
     assert len(result["runs"]) == 4 and len(messages) == 4
     run = result["runs"][0]
-    assert set(run) == {"support_size", "n_used", "seed", "support_ids", "dice_per_query", "mean_dice", "seconds"}
+    assert set(run) == {
+        "support_size", "n_used", "seed", "support_ids", "dice_per_query", "mean_dice", "seconds"
+    }
     assert list(run["dice_per_query"]) == ["004", "005", "006", "007"]
-    assert run["support_ids"] == list(np.random.default_rng(0).choice(["000", "001", "002", "003"], 1, replace=False))
+    pool = ["000", "001", "002", "003"]
+    assert run["support_ids"] == list(np.random.default_rng(0).choice(pool, 1, replace=False))
 
     empty = run_protocol(disks, lambda s, m, q: [np.zeros_like(x) for x in q], "empty", (1,), (0,))
     assert empty["summary"]["1"]["mean"] == 0.0

@@ -82,7 +82,8 @@ def random_forest_method(
     ) -> list[np.ndarray]:
         per_image = min(max_samples_per_image, max_samples // max(len(support_images), 1))
         rng = np.random.default_rng(seed)
-        samples = [_sample_pixels(features(img), m, per_image, rng) for img, m in zip(support_images, support_masks)]
+        pairs = zip(support_images, support_masks)
+        samples = [_sample_pixels(features(img), m, per_image, rng) for img, m in pairs]
         x = np.concatenate([s[0] for s in samples])
         y = np.concatenate([s[1] for s in samples])
         classes = np.unique(y)
@@ -112,9 +113,8 @@ def _sample_pixels(
 def _classify(forest: Any, feats: np.ndarray) -> np.ndarray:
     flat = feats.reshape(-1, feats.shape[-1])
     foreground = list(forest.classes_).index(1)
-    proba = np.concatenate(
-        [forest.predict_proba(flat[i : i + _PREDICT_CHUNK])[:, foreground] for i in range(0, len(flat), _PREDICT_CHUNK)]
-    )
+    chunks = (flat[i : i + _PREDICT_CHUNK] for i in range(0, len(flat), _PREDICT_CHUNK))
+    proba = np.concatenate([forest.predict_proba(chunk)[:, foreground] for chunk in chunks])
     return (proba > 0.5).reshape(feats.shape[:2]).astype(np.uint8)
 
 
@@ -123,7 +123,9 @@ def pixel_features(image: np.ndarray, sigma_max: float = 16) -> np.ndarray:
     image = image.astype(np.float32)
     low, high = np.percentile(image, [1, 99])
     image = (image - low) / (high - low if high > low else 1.0)
-    return multiscale_basic_features(image, intensity=True, edges=True, texture=True, sigma_min=1, sigma_max=sigma_max)
+    return multiscale_basic_features(
+        image, intensity=True, edges=True, texture=True, sigma_min=1, sigma_max=sigma_max
+    )
 
 
 class _FeatureCache:
