@@ -50,6 +50,7 @@ class TrainConfig:
     bf16: str | bool = "auto"
     log_every: int = 50
     val_every: int = 500
+    val_batch: int = 8
     checkpoint_every: int = 500
     evaldata_every: int = 0
     evaldata_sizes: list = field(default_factory=lambda: [1, 4, 16])
@@ -107,12 +108,18 @@ class Trainer:
         self.step = 0
         self.elapsed = 0.0  # training seconds over all sessions of this run
         self.bf16 = use_bf16(cfg, device)
-        self.val_tasks = self._validation_tasks()
+        self._val_tasks: list | None = None
 
     # -- data --------------------------------------------------------------------------------
-    def _validation_tasks(self) -> list:
-        # Held out: seeds far beyond any training step.
-        return [tuple(t.to(self.device) for t in step_tasks(self.cfg, 10**9 + i, 8, s)) for i, s in enumerate((1, 4, 16))]
+    @property
+    def val_tasks(self) -> list:
+        """Fixed held-out tasks (seeds far beyond any training step), made on first use."""
+        if self._val_tasks is None:
+            self._val_tasks = [
+                tuple(t.to(self.device) for t in step_tasks(self.cfg, 10**9 + i, self.cfg.val_batch, s))
+                for i, s in enumerate((1, 4, 16))
+            ]
+        return self._val_tasks
 
     def batches(self, workers: int):
         """Each step's tasks, generated on the CPU (the same stream on every device), by

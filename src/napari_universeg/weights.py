@@ -97,6 +97,8 @@ def _config_from_official(state_dict: dict[str, torch.Tensor]) -> ModelConfig:
 
     n_enc = len({k.split(".")[1] for k in state_dict if k.startswith("enc_blocks.")})
     n_dec = len({k.split(".")[1] for k in state_dict if k.startswith("dec_blocks.")})
+    if n_enc < 2 or n_dec != n_enc - 1:
+        raise WeightsError(f"not an official-layout UniverSeg state_dict ({n_enc} encoder and {n_dec} decoder blocks)")
     try:
         return ModelConfig(tuple(width("enc_blocks", i) for i in range(n_enc)), tuple(width("dec_blocks", i) for i in range(n_dec)))
     except KeyError as e:

@@ -1,0 +1,101 @@
+"""The command line as a user runs it: real files on disk, exit codes, one-line errors."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_universeg.cli import main
+from napari_universeg.sample_data import neuron_files, synthetic_stack
+from napari_universeg.support import SupportSet
+
+
+@pytest.fixture
+def files(tmp_path):
+    image, labels = synthetic_stack(n_slices=4, size=64)
+    tifffile.imwrite(tmp_path / "stack.tif", image)
+    for z in (0, 2):
+        tifffile.imwrite(tmp_path / f"ex{z}.tif", image[z])
+        tifffile.imwrite(tmp_path / f"ex{z}_mask.tif", labels[z])
+    return tmp_path
+
+
+def _support_args(d):
+    return ["--support-images", str(d / "ex0.tif"), str(d / "ex2.tif"), "--support-masks", str(d / "ex0_mask.tif"), str(d / "ex2_mask.tif")]
+
+
+def test_segment_a_stack_and_reuse_the_saved_support_set(files, capsys):
+    out = files / "labels.tif"
+    rc = main(["segment", str(files / "stack.tif"), "--out", str(out), *_support_args(files), "--save-support", str(files / "set.npz"), "--mode", "resize", "--probabilities", str(files / "p.tif")])
+    assert rc == 0
+    labels = tifffile.imread(out)
+    assert labels.shape == (4, 64, 64) and labels.dtype == np.uint8 and labels.max() == 1
+    assert tifffile.imread(files / "p.tif").shape == (4, 64, 64)
+    assert len(SupportSet.load(files / "set.npz")) == 2
+    rc = main(["segment", str(files / "stack.tif"), "--out", str(files / "again.tif"), "--support-set", str(files / "set.npz"), "--mode", "resize"])
+    assert rc == 0 and np.array_equal(tifffile.imread(files / "again.tif"), labels)
+
+
+def test_segment_a_folder_of_sample_images(tmp_path):
+    images, masks = neuron_files()
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for p in images[3:5]:
+        (folder / p.name).write_bytes(p.read_bytes())
+    rc = main(["segment", str(folder), "--out", str(tmp_path / "out"), "--support-images", *map(str, images[:2]), "--support-masks", *map(str, masks[:2]), "--mode", "resize"])
+    assert rc == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["003_labels.tif", "004_labels.tif"]
+    assert tifffile.imread(tmp_path / "out" / "003_labels.tif").shape == (480, 640)
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--support-images", "a.tif"], "no support examples"),
+        (["--support-set", "missing.npz"], "support-set file not found"),
+        (["--weights", "nowhere.safetensors", "--support-set", "set.npz"], "weights file not found"),
+    ],
+)
+def test_bad_input_is_one_line_without_traceback(files, args, message, capsys):
+    SupportSet().save(files / "set.npz")
+    import os
+
+    os.chdir(files)
+    rc = main(["segment", "stack.tif", "--out", "o.tif", *args])
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and "Traceback" not in err
+
+
+def test_truncated_image_and_mismatched_mask(files, capsys):
+    (files / "trunc.tif").write_bytes(tifffile.imread.__doc__.encode()[:100])
+    rc = main(["segment", str(files / "trunc.tif"), "--out", str(files / "o.tif"), *_support_args(files)])
+    assert rc == 2 and "cannot read image file" in capsys.readouterr().err
+    tifffile.imwrite(files / "small_mask.tif", np.zeros((10, 10), np.uint8))
+    rc = main(["segment", str(files / "stack.tif"), "--out", str(files / "o.tif"), "--support-images", str(files / "ex0.tif"), "--support-masks", str(files / "small_mask.tif")])
+    assert rc == 2 and "shape" in capsys.readouterr().err
+
+
+def test_console_script_runs_info_and_reports_errors(files):
+    info = subprocess.run([sys.executable, "-m", "napari_universeg.cli", "info"], capture_output=True, text=True)
+    assert info.returncode == 0 and "weights: default" in info.stdout and "device:" in info.stdout
+    bad = subprocess.run([sys.executable, "-m", "napari_universeg.cli", "segment", "nope.tif", "--out", "x.tif", "--support-set", "nope.npz"], capture_output=True, text=True, cwd=files)
+    assert bad.returncode == 2 and bad.stderr.startswith("error:") and "Traceback" not in bad.stderr
+
+
+def test_evaluate_writes_the_json_layout(tmp_path):
+    import imageio.v3 as iio
+
+    image, labels = synthetic_stack(n_slices=6, size=64)
+    (tmp_path / "ds" / "images").mkdir(parents=True)
+    (tmp_path / "ds" / "masks").mkdir()
+    for i in range(6):
+        iio.imwrite(tmp_path / "ds" / "images" / f"{i:03d}.png", (image[i] / image.max() * 255).astype(np.uint8))
+        tifffile.imwrite(tmp_path / "ds" / "masks" / f"{i:03d}.tif", labels[i])
+    rc = main(["evaluate", str(tmp_path / "ds"), "--support-sizes", "1,4", "--seeds", "0,1", "--json", str(tmp_path / "r.json"), "--mode", "resize"])
+    assert rc == 0
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert r["dataset"] == "ds" and r["method"] == "universeg" and set(r["summary"]) == {"1", "4"}
+    assert r["summary"]["4"]["n_used"] == 3 and 0 <= r["summary"]["1"]["mean"] <= 1 and r["seconds"] > 0
