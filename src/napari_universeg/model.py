@@ -37,6 +37,15 @@ def _conv5d(x: Tensor, conv: nn.Conv2d) -> Tensor:
     return y.view(b, s, *y.shape[1:])
 
 
+def _mean_over_support(t: Tensor) -> Tensor:
+    """Mean over dim 1 of (B, S, C, H, W) by elementwise adds: conv outputs come in blocked or
+    channels-last layouts for which a reduction over dim 1 was up to 10x slower on CPU."""
+    acc = t[:, 0].clone()
+    for i in range(1, t.shape[1]):
+        acc.add_(t[:, i])
+    return acc.div_(t.shape[1])
+
+
 def _split_conv(groups: Sequence[Tensor], weight: Tensor) -> Tensor:
     """Conv of the channel-concatenation of ``groups`` without building it: sum_k W_k * g_k.
     Groups are 4D (N, c, H, W) or 5D (B, S, c, H, W)."""
@@ -73,8 +82,7 @@ class CrossBlock(nn.Module):
     ) -> tuple[Tensor, Tensor | None]:
         zu = _split_conv(query, self.cross_weight[:, : self.query_in])
         zu = zu + self.cross_bias[:, None, None]  # (B, C, H, W)
-        # mean_i (zu + zv_i) = zu + mean_i zv_i
-        u = _act(self.target_conv(zu + support_term.mean(1)))
+        u = _act(self.target_conv(zu + _mean_over_support(support_term)))  # mean_i (zu + zv_i)
         if not need_support:
             return u, None
         z = zu[:, None] + support_term  # (B, S, C, H, W), broadcast over a shared support
