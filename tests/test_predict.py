@@ -150,3 +150,20 @@ def test_auto_plan_follows_object_size():
     assert choose_plan(support2, (256, 256), 128, PredictOptions()) == Plan("resize")
     assert choose_plan(support2, (256, 256), 128, PredictOptions(mode="tiled", scale=0.7)) == Plan("tiled", 0.7)
     assert object_thickness([np.zeros((8, 8))]) is None
+
+
+def test_bf16_and_fp32_give_the_same_masks_with_the_default_weights():
+    from napari_universeg.evaluate import dice
+    from napari_universeg.sample_data import neurons
+    from napari_universeg.weights import load_weights
+
+    images, masks = neurons()
+    support = SupportSet()
+    for i in range(3):
+        support.add(images[i], masks[i])
+    model, _ = load_weights("default")
+    opts = PredictOptions(mode="resize")
+    fp32 = Segmenter(model, "cpu", "fp32").predict(support, images, opts, indices=[4, 7])
+    bf16 = Segmenter(model, "cpu", "bf16").predict(support, images, opts, indices=[4, 7])
+    for a, b in zip(fp32, bf16):
+        assert a.labels.any() and dice(a.labels > 0, b.labels > 0) >= 0.99

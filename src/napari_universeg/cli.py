@@ -63,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(e)
     _add_predict_options(e)
 
+    d = sub.add_parser("demo", help="segment the bundled neuron sample from its first 3 labelled images")
+    d.add_argument("--out", default="universeg-demo", help="output folder")
+    _add_model_options(d)
+
     sub.add_parser("info", help="version, device, precision and weights").add_argument("--weights", default="default")
     return p
 
@@ -155,6 +159,30 @@ def _evaluate(args) -> None:
         Path(args.json).write_text(json.dumps(result, indent=1))
 
 
+def _demo(args) -> None:
+    """The main job on the bundled sample: 3 painted examples, 9 images segmented, Dice printed."""
+    from .evaluate import dice
+    from .io import write_labels
+    from .predict import PredictOptions, Segmenter
+    from .sample_data import neurons
+    from .support import SupportSet
+
+    images, masks = neurons()
+    support = SupportSet()
+    for i in range(3):
+        support.add(images[i], masks[i], source=f"neurons slice {i}")
+    seg = Segmenter.from_weights(args.weights, args.device, args.precision, allow_download=args.download_official)
+    out = Path(args.out)
+    labels = np.zeros_like(masks)
+    for pred in seg.iter_predict(support, images, PredictOptions(), indices=range(3, len(images))):
+        labels[pred.index] = pred.labels
+        print(f"image {pred.index:2d}: Dice {dice(pred.labels > 0, masks[pred.index] > 0):.3f}", file=sys.stderr)
+    write_labels(out / "neurons_labels.tif", labels)
+    write_labels(out / "neurons.tif", images)
+    support.save(out / "neurons_support.npz")
+    print(f"wrote {out / 'neurons_labels.tif'} (images 3-11 segmented from examples 0-2), {out / 'neurons.tif'} and the support set {out / 'neurons_support.npz'}")
+
+
 def _info(args) -> None:
     import torch
 
@@ -177,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     start = time.time()
     try:
-        {"segment": _segment, "evaluate": _evaluate, "info": _info}[args.command](args)
+        {"segment": _segment, "evaluate": _evaluate, "demo": _demo, "info": _info}[args.command](args)
     except KeyboardInterrupt:
         print("cancelled", file=sys.stderr)
         return 130

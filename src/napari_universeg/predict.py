@@ -26,6 +26,7 @@ from .preprocess import check_image, normalize, resize, to_grey
 from .support import SupportSet
 
 MODES = ("auto", "resize", "tiled")
+MAX_CROPS_PER_EXAMPLE = 8  # more crops of one image add time, little information
 
 
 @dataclass
@@ -78,7 +79,7 @@ def object_thickness(masks: Sequence[np.ndarray]) -> float | None:
     return float(np.median(values)) if values else None
 
 
-# Objects should be at least this thick (px) where the model sees them.
+# Scaled object thickness that worked best on 3 of the 4 evaldata sets (benchmarks/results/modes.md).
 TARGET_THICKNESS = 6.0
 
 
@@ -190,7 +191,7 @@ class Segmenter:
                         imgs.append(images[i])
                         masks.append((labels[i] == c).float())
                     else:
-                        n_crops = max(1, options.support_size // len(idx))
+                        n_crops = min(MAX_CROPS_PER_EXAMPLE, max(1, options.support_size // len(idx)))
                         for ci, cm in _crops(images[i], labels[i] == c, self.size, n_crops, rng):
                             imgs.append(ci)
                             masks.append(cm.float())
