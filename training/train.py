@@ -306,6 +306,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
     p.add_argument("--total-steps", type=int, help="override the config's total_steps (fixes the schedule of a new run)")
     p.add_argument("--workers", type=int, help="task-generating processes (default: cores - 2 on CUDA, 0 on CPU)")
+    p.add_argument("--init", help="new run: start from these weights (e.g. the shipped default) instead of random")
     p.add_argument("--fit-schedule", action="store_true", help="new run: fit total_steps to --minutes from the measured speed")
     p.add_argument("--evaldata", action="store_true", help="run the evaldata protocol at the end")
     args = p.parse_args(argv)
@@ -322,6 +323,11 @@ def main(argv: list[str] | None = None) -> None:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     trainer = Trainer(cfg, Path(args.out), device)
+    if args.init and not checkpoint.is_file():
+        from napari_universeg.weights import load_weights
+
+        init, _ = load_weights(args.init)
+        trainer.model.load_state_dict(init.state_dict())
     print(f"device {device}, bf16 {trainer.bf16}, {sum(p.numel() for p in trainer.model.parameters())} parameters", flush=True)
     workers = args.workers if args.workers is not None else (max(1, (os.cpu_count() or 2) - 2) if device.type == "cuda" else 0)
     trainer.run(args.minutes, args.fit_schedule, workers)

@@ -26,8 +26,6 @@ import numpy as np
 # (support_images, support_masks, query_images) -> one binary HxW mask per query.
 PredictFn = Callable[[list[np.ndarray], list[np.ndarray], list[np.ndarray]], list[np.ndarray]]
 
-# ITU-R BT.709 luminance weights, as skimage.color.rgb2gray uses.
-_LUMINANCE = np.array([0.2125, 0.7154, 0.0721])
 
 
 @dataclass(frozen=True)
@@ -46,39 +44,26 @@ class EvalDataset:
 
     def image(self, id: str) -> np.ndarray:
         """The image as a 2D array in its native dtype (RGB is converted to luminance)."""
-        import imageio.v3 as iio
+        from .io import read_image
+        from .preprocess import to_grey
 
         path = self.image_path(id)
-        image = _read(path, iio.imread)
+        image = read_image(path)
         if image.ndim == 3 and image.shape[-1] in (3, 4):
-            image = _to_grey(image[..., :3])
+            image = to_grey(image, what=str(path))
         if image.ndim != 2:
             raise ValueError(f"{path}: expected a 2D grey image, got shape {image.shape}")
         return image
 
     def mask(self, id: str) -> np.ndarray:
         """The mask as a 2D uint8 array of 0/1."""
-        import tifffile
+        from .io import read_image
 
         path = self.mask_path(id)
-        mask = np.squeeze(_read(path, tifffile.imread))
+        mask = np.squeeze(read_image(path))
         if mask.ndim != 2:
             raise ValueError(f"{path}: expected a 2D mask, got shape {mask.shape}")
         return (mask > 0).astype(np.uint8)
-
-
-def _read(path: Path, reader: Callable[[Path], Any]) -> np.ndarray:
-    try:
-        return np.asarray(reader(path))
-    except Exception as error:  # readers raise many types for corrupt or truncated files
-        raise ValueError(f"{path}: cannot read the file ({error})") from error
-
-
-def _to_grey(rgb: np.ndarray) -> np.ndarray:
-    grey = rgb.astype(np.float64) @ _LUMINANCE
-    if np.issubdtype(rgb.dtype, np.integer):
-        return np.round(grey).astype(rgb.dtype)
-    return grey.astype(rgb.dtype)
 
 
 def load_dataset(path: str | Path) -> EvalDataset:
