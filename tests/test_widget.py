@@ -1,0 +1,215 @@
+"""The dock widget in a real napari viewer (under Xvfb): the whole workflow and bad input."""
+
+import numpy as np
+import pytest
+
+from napari_universeg import _widget as W
+from napari_universeg._reader import get_reader
+from napari_universeg._writer import write_support
+from napari_universeg.sample_data import synthetic_stack
+
+
+@pytest.fixture
+def messages(monkeypatch):
+    seen = []
+    for name in ("show_error", "show_warning", "show_info"):
+        monkeypatch.setattr(W, name, lambda msg, kind=name: seen.append((kind, msg)))
+    return seen
+
+
+@pytest.fixture
+def stack():
+    image, labels = synthetic_stack(n_slices=8, size=64, seed=1)
+    painted = np.zeros_like(labels)
+    painted[[1, 5]] = labels[[1, 5]]
+    return image, painted
+
+
+@pytest.fixture
+def widget(make_napari_viewer, stack):
+    viewer = make_napari_viewer()
+    image, painted = stack
+    viewer.add_image(image, name="cells", scale=(2.0, 0.5, 0.5), translate=(0, 10, 20))
+    viewer.add_labels(painted, name="painted", scale=(2.0, 0.5, 0.5), translate=(0, 10, 20))
+    w = W.UniverSegWidget(viewer)
+    w.synchronous = True
+    w.image_combo.setCurrentText("cells")
+    w.labels_combo.setCurrentText("painted")
+    return w
+
+
+def test_whole_workflow_on_a_synthetic_stack(widget, stack):
+    image, painted = stack
+    before = widget.labels_layer().data.copy()
+    widget.add_painted_slices()
+    assert len(widget.support) == 2 and widget.support_list.count() == 2
+    assert "slice 1" in widget.support[0].source
+    widget.segment("all")
+    out = widget.viewer.layers["cells universeg"]
+    assert out.data.shape == image.shape
+    assert tuple(out.scale) == (2.0, 0.5, 0.5) and tuple(out.translate) == (0, 10, 20)
+    written = [z for z in range(8) if out.data[z].any()]
+    assert len(written) >= 6
+    np.testing.assert_array_equal(widget.labels_layer().data, before)  # painting untouched
+    # one Ctrl+Z undoes the whole run
+    out.undo()
+    assert not out.data.any()
+
+
+def test_unpainted_only_and_fill_the_painted_layer(widget, stack):
+    image, painted = stack
+    widget.add_painted_slices()
+    widget.fill_painted_check.setChecked(True)
+    widget.segment("unpainted")
+    data = widget.labels_layer().data
+    np.testing.assert_array_equal(data[[1, 5]], painted[[1, 5]])  # painted slices kept
+    assert sum(data[z].any() for z in (0, 2, 3, 4, 6, 7)) >= 4
+    assert "cells universeg" not in widget.viewer.layers
+
+
+def test_current_slice_accept_and_suggest(widget):
+    widget.add_painted_slices()
+    widget.viewer.dims.set_point(0, 6.0)  # world z = 6 -> data slice 3 (scale 2)
+    assert widget.current_index(widget.labels_layer()) == (3,)
+    widget.segment("current")
+    out = widget.viewer.layers["cells universeg"]
+    assert [z for z in range(8) if out.data[z].any()] == [3]
+    out.data[3, :5, :5] = 1  # the user corrects the result
+    widget.accept_current_slice()
+    assert len(widget.support) == 3 and widget.support[2].source.startswith("accepted")
+    widget.segment("all")
+    idx = widget.suggest_next_slice()
+    assert idx is not None and idx not in [(1,), (5,), (3,)]
+
+
+def test_background_worker_progress_and_cancel(widget, qtbot):
+    widget.synchronous = False
+    widget.add_painted_slices()
+    widget.segment("all")
+    assert widget._worker is not None and not widget.run_all_btn.isEnabled()
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=60000)
+    assert widget.viewer.layers["cells universeg"].data.any()
+    # cancel: a long run stopped right away writes little and re-enables the buttons
+    widget.viewer.layers["cells universeg"].data[:] = 0
+    widget.segment("all")
+    widget.cancel()
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=60000)
+    assert widget.run_all_btn.isEnabled() and widget.status.text() == "cancelled"
+
+
+def test_second_run_while_running_is_refused(widget, qtbot, messages):
+    widget.synchronous = False
+    widget.add_painted_slices()
+    widget.segment("all")
+    widget.segment("all")
+    assert any("in progress" in m for _, m in messages)
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=60000)
+
+
+def test_bad_input_gives_notifications_and_loses_nothing(widget, messages):
+    widget.segment("all")
+    assert "no examples" in messages[-1][1]
+    widget.add_current_slice()  # slice 0 is unpainted: accepted as background-only, with a warning
+    assert "no painted labels" in messages[-1][1]
+    widget.viewer.add_labels(np.zeros((8, 32, 32), np.uint8), name="wrong")
+    widget.labels_combo.setCurrentText("wrong")
+    widget.add_painted_slices()
+    assert messages[-1][0] == "show_error" and "shape" in messages[-1][1]
+    widget.viewer.add_image(np.random.rand(4, 6, 6), name="tiny")
+    widget.viewer.add_labels(np.ones((4, 6, 6), np.uint8), name="tiny labels")
+    widget.image_combo.setCurrentText("tiny")
+    widget.labels_combo.setCurrentText("tiny labels")
+    widget.add_painted_slices()
+    assert "at least 8x8" in messages[-1][1]
+    assert len(widget.support) == 1
+
+
+def test_removing_the_output_layer_during_a_run_cancels(widget, qtbot, messages):
+    widget.synchronous = False
+    widget.add_painted_slices()
+    widget.segment("all")
+    widget.viewer.layers.remove("cells universeg")
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=60000)
+    assert any("removed" in m for _, m in messages)
+
+
+def test_save_load_round_trip_through_writer_and_reader(widget, tmp_path, stack):
+    image, painted = stack
+    layers = [(image, {"name": "cells"}, "image"), (painted, {"name": "painted"}, "labels")]
+    [path] = write_support(str(tmp_path / "set.npz"), layers)
+    reader = get_reader(path)
+    assert reader is not None and get_reader(str(tmp_path / "other.npz")) is None
+    widget.viewer.open(path, plugin="napari-universeg")
+    assert len(widget.support) == 2  # the widget picked up the dropped file
+    assert widget.viewer.layers["set.npz examples"].data.shape == (2, 64, 64)
+    widget.save_support(tmp_path / "again.npz")
+    widget.clear_support()
+    widget.load_support(tmp_path / "again.npz")
+    assert len(widget.support) == 2 and widget.support_list.count() == 2
+
+
+def test_not_a_support_file(widget, tmp_path, messages):
+    np.savez(tmp_path / "x.npz", a=np.zeros(2))
+    assert get_reader(str(tmp_path / "x.npz")) is None
+    widget.load_support(tmp_path / "x.npz")
+    assert "not a napari-universeg support-set file" in messages[-1][1]
+
+
+def _run_on(widget, data, labels, rgb=False, channel=0):
+    v = widget.viewer
+    v.layers.clear()
+    v.add_image(data, name="img", rgb=rgb)
+    v.add_labels(labels, name="lab")
+    widget.image_combo.setCurrentText("img")
+    widget.labels_combo.setCurrentText("lab")
+    widget.channel_combo.setCurrentIndex(channel)
+    widget.clear_support()
+    widget.add_painted_slices()
+    widget.segment("all")
+    return v.layers["img universeg"].data
+
+
+def test_2d_image(widget):
+    image, labels = synthetic_stack(n_slices=2, size=48)
+    out = _run_on(widget, image[0], labels[0].copy())
+    assert out.shape == (48, 48) and out.any()
+
+
+def test_4d_image(widget):
+    image, labels = synthetic_stack(n_slices=6, size=48)
+    data, lab = image.reshape(2, 3, 48, 48), np.zeros((2, 3, 48, 48), np.uint8)
+    lab[0, 1] = labels[1]
+    out = _run_on(widget, data, lab)
+    assert out.shape == (2, 3, 48, 48) and sum(out[i, j].any() for i in range(2) for j in range(3)) >= 4
+
+
+def test_rgb_image_with_a_channel(widget):
+    image, labels = synthetic_stack(n_slices=3, size=48)
+    rgb = (np.stack([image, image * 0.5, image * 0.2], -1) / image.max() * 255).astype(np.uint8)
+    lab = np.zeros((3, 48, 48), np.uint8)
+    lab[0] = labels[0]
+    out = _run_on(widget, rgb, lab, rgb=True, channel=1)  # red channel
+    assert out.shape == (3, 48, 48) and widget.support[0].image.ndim == 2
+
+
+def test_multichannel_layer_from_channel_axis(widget):
+    image, labels = synthetic_stack(n_slices=3, size=48)
+    widget.viewer.layers.clear()
+    widget.viewer.add_image(np.stack([image, image[::-1]]), channel_axis=0, name=["nuclei", "other"])
+    widget.viewer.add_labels(np.where(np.arange(3)[:, None, None] == 0, labels, 0).astype(np.uint8), name="lab")
+    assert widget.image_combo.count() == 2  # each channel is a layer to choose from
+    widget.image_combo.setCurrentText("nuclei")
+    widget.labels_combo.setCurrentText("lab")
+    widget.add_painted_slices()
+    widget.segment("all")
+    assert widget.viewer.layers["nuclei universeg"].data.shape == (3, 48, 48)
+
+
+def test_dask_image_reads_only_needed_slices(widget):
+    da = pytest.importorskip("dask.array")
+    image, labels = synthetic_stack(n_slices=4, size=48)
+    lazy = da.from_array(image, chunks=(1, 48, 48))
+    lab = np.zeros((4, 48, 48), np.uint8)
+    lab[0] = labels[0]
+    out = _run_on(widget, lazy, lab)
+    assert out.shape == (4, 48, 48) and out[1:].any()
