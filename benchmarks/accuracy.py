@@ -14,11 +14,10 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from napari_universeg.evaluate import format_table, get_method, load_dataset, run_protocol  # noqa: E402
+from napari_universeg.evaluate import comparison_table, get_method, load_dataset, run_protocol  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "evaldata"
 
@@ -33,7 +32,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sizes", default="1,4,16", help="support sizes, comma-separated")
     parser.add_argument("--seeds", default="0,1,2", help="seeds, comma-separated")
     parser.add_argument("--json", type=Path, help="write all results to this JSON file")
+    parser.add_argument("--table-from", type=Path, nargs="+", metavar="JSON", help="only print the table of saved results")
     return parser.parse_args(argv)
+
+
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -44,22 +46,11 @@ def method_options(name: str, weights: str) -> dict:
     return {"weights": weights} if name == "universeg" else {}
 
 
-def mean_over_datasets(results: list[dict]) -> list[dict]:
-    """One row per method: the mean over data sets of the per-data-set means, per support size."""
-    rows = []
-    for method in dict.fromkeys(r["method"] for r in results):
-        mine = [r for r in results if r["method"] == method]
-        sizes = dict.fromkeys(size for r in mine for size in r["summary"])
-        summary = {
-            size: {"mean": float(np.mean([r["summary"][size]["mean"] for r in mine if size in r["summary"]]))}
-            for size in sizes
-        }
-        rows.append({"dataset": f"mean of {len(mine)} data sets", "method": method, "summary": summary})
-    return rows
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.table_from:
+        print(comparison_table([r for path in args.table_from for r in json.loads(path.read_text())]))
+        return 0
     folders = sorted(p for p in args.data.iterdir() if (p / "images").is_dir()) if args.data.is_dir() else []
     if not folders:
         print(f"no evaluation sets (folders with images/) under {args.data}", file=sys.stderr)
@@ -86,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.json.write_text(json.dumps(results, indent=1))
 
     if results:
-        print(format_table(results + mean_over_datasets(results)))
+        print(comparison_table(results))
     return 0 if results else 1
 
 

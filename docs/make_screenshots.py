@@ -1,42 +1,49 @@
-"""Make the README screenshot from a real napari viewer (run under Xvfb: xvfb-run -a python docs/make_screenshots.py).
+"""Make the README screenshots from a real napari viewer, running the plugin's workflow.
 
-Opens the bundled neuron sample (3 painted images), segments the other 9 with the engine, adds
-the result as "<image> universeg" and saves docs/screenshot.png with the viewer on image 4.
+    xvfb-run -a python docs/make_screenshots.py
+
+Opens the bundled neuron sample (File > Open Sample), docks the UniverSeg widget, adds the three
+painted images as examples, segments the rest, and saves docs/screenshot.png (the result on
+image 4) and docs/screenshot_examples.png (the support set after adding the examples).
 """
 
+import time
+import warnings
 from pathlib import Path
 
 import napari
-import numpy as np
 
-from napari_universeg._sample_data import neurons_sample
-from napari_universeg.predict import PredictOptions, Segmenter
-from napari_universeg.support import SupportSet
+warnings.filterwarnings("ignore", message=".*PyQt5.*")  # keep napari's deprecation toast out of the picture
 
-OUT = Path(__file__).parent / "screenshot.png"
+HERE = Path(__file__).parent
 
 
 def main() -> None:
     viewer = napari.Viewer(show=True)
-    (images, img_kw, _), (painted, lab_kw, _) = neurons_sample()
-    viewer.add_image(images, **img_kw)
-    viewer.add_labels(painted, **lab_kw)
-    support = SupportSet()
-    for z in range(images.shape[0]):
-        if painted[z].any():
-            support.add(images[z], painted[z], source=f"neurons painted, slice {z}")
-    result = np.zeros_like(painted)
-    seg = Segmenter.from_weights("default")
-    todo = [z for z in range(images.shape[0]) if not painted[z].any()]
-    for pred in seg.iter_predict(support, images, PredictOptions(), indices=todo):
-        result[pred.index] = pred.labels * 2  # a second colour, to tell results from painting
-    viewer.add_labels(result, name="neurons universeg", opacity=0.5)
+    viewer.window._qt_window.resize(1400, 900)
+    viewer.open_sample("napari-universeg", "neurons")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-universeg", "UniverSeg")
+    widget.synchronous = True  # run in this thread so the script can wait for the result
+    widget.image_combo.setCurrentText("neurons")
+    widget.labels_combo.setCurrentText("neurons painted")
+    viewer.dims.set_point(0, 1)
+    widget.add_painted_slices()
+    _shot(viewer, HERE / "screenshot_examples.png")
+    widget.segment("unpainted")
+    viewer.layers["neurons painted"].visible = False
     viewer.dims.set_point(0, 4)
-    viewer.window._qt_window.resize(1200, 800)
-    napari.qt.get_qapp().processEvents()
-    viewer.screenshot(str(OUT), canvas_only=False)
-    print(f"saved {OUT}")
+    _shot(viewer, HERE / "screenshot.png")
     viewer.close()
+
+
+def _shot(viewer, path: Path) -> None:
+    app = napari.qt.get_qapp()
+    for _ in range(100):  # ~10 s: let start-up notification toasts fade out
+        app.processEvents()
+        time.sleep(0.1)
+    viewer.reset_view()
+    viewer.screenshot(str(path), canvas_only=False)
+    print(f"saved {path}")
 
 
 if __name__ == "__main__":

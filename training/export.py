@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from napari_universeg.evaluate import comparison_table
 from napari_universeg.model import UniverSeg
 from napari_universeg.weights import DEFAULT_WEIGHTS, save_weights
 
@@ -38,13 +39,7 @@ def _last_val(run: Path) -> dict:
     return rows[-1] if rows else {}
 
 
-def evaluation_table(results: list[dict]) -> str:
-    from napari_universeg.evaluate import format_table
-
-    return format_table(results)
-
-
-def export(run: Path, out: Path, hardware: str, eval_json: Path | None) -> dict:
+def export(run: Path, out: Path, hardware: str, eval_json: list[Path] | None) -> dict:
     state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
     cfg = json.loads(state["config"])
     model = UniverSeg(**cfg["model"])
@@ -63,7 +58,7 @@ def export(run: Path, out: Path, hardware: str, eval_json: Path | None) -> dict:
         "synthetic_validation": _last_val(run),
         "licence": "BSD-3-Clause (same as the package)",
     }
-    results = json.loads(eval_json.read_text()) if eval_json else []
+    results = [r for path in eval_json or [] for r in json.loads(path.read_text())]
     if results:
         means = {}
         for r in results:
@@ -72,11 +67,12 @@ def export(run: Path, out: Path, hardware: str, eval_json: Path | None) -> dict:
                     means.setdefault(n, []).append(v["mean"])
         card["evaluation_summary"] = ", ".join(f"N={n}: mean Dice {sum(v) / len(v):.3f}" for n, v in means.items())
     save_weights(model, out, card)
-    write_card(out.with_suffix(".md"), card, results)
+    notes = run / "NOTES.md"
+    write_card(out.with_suffix(".md"), card, results, notes.read_text() if notes.is_file() else "")
     return card
 
 
-def write_card(path: Path, card: dict, results: list[dict]) -> None:
+def write_card(path: Path, card: dict, results: list[dict], notes: str = "") -> None:
     cfg = card["config"]
     lines = [
         "# Model card: napari-universeg default weights",
@@ -103,11 +99,12 @@ def write_card(path: Path, card: dict, results: list[dict]) -> None:
         lines += [
             "## Evaluation on real data (standard protocol of shared/evaldata, Dice mean ± std over seeds 0, 1, 2)",
             "",
-            evaluation_table(results),
+            comparison_table(results),
             "",
             "Produced by `python benchmarks/accuracy.py`. Research-use data; used for evaluation only.",
+            "",
         ]
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text("\n".join(lines) + "\n" + notes)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -115,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--run", required=True, type=Path, help="training run folder with checkpoint.pt")
     p.add_argument("--out", type=Path, default=DEFAULT_WEIGHTS)
     p.add_argument("--hardware", default="1x NVIDIA H100 80GB")
-    p.add_argument("--eval", type=Path, help="JSON from benchmarks/accuracy.py for the model card")
+    p.add_argument("--eval", type=Path, nargs="+", help="JSON files from benchmarks/accuracy.py for the model card")
     args = p.parse_args(argv)
     card = export(args.run, args.out, args.hardware, args.eval)
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB) and {args.out.with_suffix('.md')}, {card['steps']} steps")

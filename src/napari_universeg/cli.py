@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="universeg-demo", help="output folder")
     _add_model_options(d)
 
+    g = sub.add_parser("gui", help="open napari with the UniverSeg widget (and a sample)")
+    g.add_argument("--sample", choices=("neurons", "synthetic", "none"), default="neurons")
+
     sub.add_parser("info", help="version, device, precision and weights").add_argument("--weights", default="default")
     return p
 
@@ -183,6 +186,20 @@ def _demo(args) -> None:
     print(f"wrote {out / 'neurons_labels.tif'} (images 3-11 segmented from examples 0-2), {out / 'neurons.tif'} and the support set {out / 'neurons_support.npz'}")
 
 
+def _gui(args) -> None:
+    import napari
+
+    viewer = napari.Viewer()
+    if args.sample != "none":
+        viewer.open_sample("napari-universeg", args.sample)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-universeg", "UniverSeg")
+    if args.sample != "none":
+        name = "neurons" if args.sample == "neurons" else "synthetic nuclei"
+        widget.image_combo.setCurrentText(name)
+        widget.labels_combo.setCurrentText(f"{name} painted")
+    napari.run()
+
+
 def _info(args) -> None:
     import torch
 
@@ -205,14 +222,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     start = time.time()
     try:
-        {"segment": _segment, "evaluate": _evaluate, "demo": _demo, "info": _info}[args.command](args)
+        {"segment": _segment, "evaluate": _evaluate, "demo": _demo, "gui": _gui, "info": _info}[args.command](args)
     except KeyboardInterrupt:
         print("cancelled", file=sys.stderr)
         return 130
     except (ValueError, OSError) as e:  # bad input: one line, no traceback
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if args.command != "info":
+    if args.command not in ("info", "gui"):
         print(f"done in {time.time() - start:.1f} s", file=sys.stderr)
     return 0
 

@@ -224,6 +224,18 @@ def format_table(results: list[dict]) -> str:
     return "\n".join([line(header), separator] + [line(row) for row in rows])
 
 
+def comparison_table(results: list[dict]) -> str:
+    """format_table sorted by data set and method, plus each method's mean over the data sets."""
+    results = sorted(results, key=lambda r: (r["dataset"], r["method"]))
+    means = []
+    for method in dict.fromkeys(r["method"] for r in results):
+        mine = [r for r in results if r["method"] == method]
+        sizes = dict.fromkeys(size for r in mine for size in r["summary"])
+        summary = {n: {"mean": float(np.mean([r["summary"][n]["mean"] for r in mine if n in r["summary"]]))} for n in sizes}
+        means.append({"dataset": f"mean of {len(mine)} data sets", "method": method, "summary": summary})
+    return format_table(results + means)
+
+
 def _cell(entry: dict | None, size: str) -> str:
     if entry is None:
         return "-"
