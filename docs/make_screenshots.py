@@ -8,17 +8,25 @@ image 4) and docs/screenshot_examples.png (the support set after adding the exam
 """
 
 import time
-import warnings
 from pathlib import Path
 
 import napari
-
-warnings.filterwarnings("ignore", message=".*PyQt5.*")  # keep napari's deprecation toast out of the picture
+from napari.settings import get_settings
 
 HERE = Path(__file__).parent
 
 
 def main() -> None:
+    # keep napari's own warning toasts (e.g. the PyQt5 deprecation) out of the picture
+    settings = get_settings().application
+    level, settings.gui_notification_level = settings.gui_notification_level, "error"
+    try:
+        run()
+    finally:
+        settings.gui_notification_level = level  # napari saves settings: put the user's back
+
+
+def run() -> None:
     viewer = napari.Viewer(show=True)
     viewer.window._qt_window.resize(1400, 900)
     viewer.open_sample("napari-universeg", "neurons")
@@ -38,7 +46,7 @@ def main() -> None:
 
 def _shot(viewer, path: Path) -> None:
     app = napari.qt.get_qapp()
-    for _ in range(100):  # ~10 s: let start-up notification toasts fade out
+    for _ in range(10):  # let the canvas settle
         app.processEvents()
         time.sleep(0.1)
     viewer.reset_view()

@@ -21,9 +21,10 @@ def test_packaged_manifest_is_the_root_manifest():
     assert packaged.read_text() == (ROOT / "napari.yaml").read_text()
 
 
-def test_plugin_import_and_sample_data_do_not_import_torch():
+def test_plugin_modules_and_sample_data_do_not_import_torch():
     code = (
         "import sys, napari_universeg, napari_universeg._sample_data as s;"
+        "import napari_universeg._widget, napari_universeg._reader, napari_universeg._writer;"
         "s.neurons_sample(); s.synthetic_sample();"
         "assert 'torch' not in sys.modules, 'torch imported'"
     )

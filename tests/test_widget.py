@@ -213,3 +213,51 @@ def test_dask_image_reads_only_needed_slices(widget):
     lab[0] = labels[0]
     out = _run_on(widget, lazy, lab)
     assert out.shape == (4, 48, 48) and out[1:].any()
+
+
+def test_all_empty_examples_are_refused(widget, messages):
+    widget.add_current_slice()  # slice 0: nothing painted
+    widget.segment("all")
+    assert "background only" in messages[-1][1]
+    assert "cells universeg" not in widget.viewer.layers
+
+
+def test_labels_painted_on_the_colour_axis_of_an_rgb_image(widget, messages):
+    rgb = (np.random.default_rng(0).random((3, 32, 32, 3)) * 255).astype(np.uint8)
+    widget.viewer.add_image(rgb, name="rgb", rgb=True)
+    widget.viewer.add_labels(np.ones((3, 32, 32, 3), np.uint8), name="wrong axis")
+    widget.image_combo.setCurrentText("rgb")
+    widget.labels_combo.setCurrentText("wrong axis")
+    widget.add_painted_slices()
+    assert "colour axis" in messages[-1][1] and len(widget.support) == 0
+
+
+def _press(viewer, key):
+    next(func for k, func in viewer.keymap.items() if str(k) == key)(viewer)
+
+
+def test_keyboard_shortcuts_and_live_mode(widget):
+    widget.viewer.dims.set_point(0, 2.0)  # slice 1 (painted)
+    _press(widget.viewer, "Shift+A")
+    assert len(widget.support) == 1
+    widget.live_check.setChecked(True)
+    widget.viewer.dims.set_point(0, 12.0)  # slice 6
+    widget._live_timer.timeout.emit()  # the debounce timer firing
+    out = widget.viewer.layers["cells universeg"]
+    assert [z for z in range(8) if out.data[z].any()] == [6]
+    _press(widget.viewer, "Shift+R")
+    assert sum(out.data[z].any() for z in range(8)) >= 6
+
+
+def test_renaming_a_layer_or_closing_the_widget_during_a_run(widget, qtbot):
+    widget.synchronous = False
+    widget.add_painted_slices()
+    widget.segment("all")
+    widget.image_layer().name = "renamed"  # the run holds the layers, not their names
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=60000)
+    assert widget.viewer.layers["cells universeg"].data.any()
+    widget.image_combo.setCurrentText("renamed")
+    widget.segment("all")
+    widget.close()  # closing cancels the run
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=60000)
+    assert widget._cancel

@@ -367,6 +367,9 @@ class UniverSegWidget(QWidget):
         if not self.support.enabled():
             show_error("UniverSeg: no examples in the support set: paint a slice and click 'Add current slice'")
             return
+        if not self.support.classes():
+            show_error("UniverSeg: every example is background only (empty masks): paint the objects on at least one example")
+            return
         try:
             options = self._options()
             options.validate()
