@@ -48,7 +48,7 @@ def worker(path: str, s: int, repeats: int) -> dict:
         from napari_universeg.model import UniverSeg
 
         seg = Segmenter(UniverSeg.from_official_state_dict(sd), device="cpu", precision=path.split("-")[1])
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=seg.dtype is not None):
+        with torch.inference_mode(), seg._autocast():
             feats = seg.model.support_features(si, sl)
         run = lambda: seg._forward(q, feats)  # noqa: E731
     base = _rss_mb()

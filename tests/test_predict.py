@@ -67,6 +67,13 @@ def test_only_requested_slices_are_read(segmenter, stack):
     assert [p.index for p in preds] == [1, 4] and sorted(set(lazy.read)) == [1, 4]
 
 
+def test_progress_is_reported_per_slice(segmenter, stack):
+    image, labels = stack
+    seen = []
+    segmenter.predict(_support(image, labels), image, PredictOptions(mode="resize"), indices=[0, 2, 4], progress=lambda d, t: seen.append((d, t)))
+    assert seen == [(1, 3), (2, 3), (3, 3)]
+
+
 def test_cancel_stops_between_batches(segmenter, stack):
     image, labels = stack
     calls = []

@@ -145,6 +145,7 @@ class Segmenter:
         if size % model.divisor:
             raise ValueError(f"model size {size} must be divisible by {model.divisor}")
         self.size = size
+        self.weights_info = None  # set by from_weights
 
     @classmethod
     def from_weights(cls, weights: str = "default", device: str | None = None, precision: str = "auto", allow_download: bool = False) -> "Segmenter":
@@ -201,8 +202,11 @@ class Segmenter:
         return out
 
     # -- prediction ---------------------------------------------------------------------------
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None)
+
     def _forward(self, queries: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
+        with torch.inference_mode(), self._autocast():
             return torch.sigmoid(self.model(queries.to(self.device), support_features=features).float()).cpu()
 
     def _query_batches(self, support_items: int, options: PredictOptions) -> int:
@@ -216,13 +220,23 @@ class Segmenter:
         indices: Sequence[int] | None = None,
         channel: int | None = None,
         cancel: Callable[[], bool] | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> Iterator[SlicePrediction]:
         """Yield one SlicePrediction per query slice as soon as it is done.
 
         ``images``: a sequence of 2D (or RGB/multichannel) slices, or a (N, H, W) stack; with
         ``indices`` only those slices are read (dask arrays stay lazy). ``cancel`` is checked
-        between batches; when it returns True the iteration stops.
+        between batches; when it returns True the iteration stops. ``progress(done, total)`` is
+        called after each slice.
         """
+        results = self._iter_predict(support, images, options, indices, channel, cancel)
+        total = len(images) if indices is None else len(indices)
+        for done, pred in enumerate(results, 1):
+            if progress is not None:
+                progress(done, total)
+            yield pred
+
+    def _iter_predict(self, support, images, options, indices, channel, cancel) -> Iterator[SlicePrediction]:
         options = options or PredictOptions()
         options.validate()
         if not support.enabled():
@@ -240,7 +254,7 @@ class Segmenter:
         plan = choose_plan(support, first.shape, self.size, options)
         members = self._support_tensors(support, classes, plan, options)
         # The support-only first-block term, computed once and reused for every batch.
-        with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
+        with torch.inference_mode(), self._autocast():
             features = {c: [self.model.support_features(si, sm) for si, sm in ms] for c, ms in members.items()}
         s_items = max(f.shape[1] for fs in features.values() for f in fs)
         if plan.mode == "resize":
