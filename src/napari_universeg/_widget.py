@@ -164,6 +164,7 @@ class UniverSegWidget(QWidget):
                 combo.setCurrentText(current)
             combo.blockSignals(False)
         if self._worker is not None and self._output_layer_ref is not None and self._output_layer_ref not in self.viewer.layers:
+            self._output_layer_ref = None
             self.cancel()
             show_warning("UniverSeg: the output layer was removed during the run; the run was cancelled")
 
