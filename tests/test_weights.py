@@ -1,6 +1,5 @@
 """Weight sources: the project's format, official-layout files, safety, clear errors."""
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file

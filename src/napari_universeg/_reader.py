@@ -10,8 +10,8 @@ from collections import defaultdict
 
 import numpy as np
 
-from .support import SupportSet, is_support_file
 from ._widget_keys import SUPPORT_METADATA
+from .support import SupportSet, is_support_file
 
 
 def get_reader(path):

@@ -14,7 +14,7 @@ import numpy as np
 from napari.layers import Image, Labels
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import Qt, QTimer
+from qtpy.QtCore import QSize, Qt, QTimer
 from qtpy.QtGui import QIcon, QImage, QPixmap
 from qtpy.QtWidgets import (
     QCheckBox,
@@ -83,7 +83,7 @@ class UniverSegWidget(QWidget):
         box = QGroupBox("support set (examples)")
         bl = QVBoxLayout(box)
         self.support_list = QListWidget()
-        self.support_list.setIconSize(self.support_list.iconSize().expandedTo(self._thumb_size()))
+        self.support_list.setIconSize(QSize(THUMB, THUMB))
         self.support_list.itemChanged.connect(self._on_item_toggled)
         bl.addWidget(self.support_list)
         row = QHBoxLayout()
@@ -142,11 +142,6 @@ class UniverSegWidget(QWidget):
             b.setToolTip(f"{key} in the viewer")
         row.addWidget(b)
         return b
-
-    def _thumb_size(self):
-        from qtpy.QtCore import QSize
-
-        return QSize(THUMB, THUMB)
 
     def _bind_keys(self) -> None:
         for key, action in (("Shift-A", self.add_current_slice), ("Shift-R", lambda: self.segment("all")), ("Shift-E", self.accept_current_slice)):
@@ -424,7 +419,7 @@ class UniverSegWidget(QWidget):
         self._set_running(True, f"segmenting {len(todo)} slice(s)...")
         if self.synchronous:
             try:
-                for n, item in enumerate(job()):
+                for item in job():
                     on_result(item)
                     if self._cancel:
                         break
