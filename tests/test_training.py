@@ -71,3 +71,23 @@ def test_loss_is_low_for_a_perfect_prediction():
     good, dice = segmentation_loss((target * 2 - 1) * 20, target)
     bad, _ = segmentation_loss(-(target * 2 - 1) * 20, target)
     assert good < 0.05 < bad and torch.allclose(dice, torch.ones(2))
+
+
+def test_evaldata_validation_uses_the_standard_protocol(tmp_path, monkeypatch):
+    import imageio.v3 as iio
+    import tifffile
+
+    import training.train as T
+    from napari_universeg.sample_data import synthetic_stack
+
+    image, labels = synthetic_stack(n_slices=4, size=48)
+    root = tmp_path / "evaldata" / "tiny_set"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i in range(4):
+        iio.imwrite(root / "images" / f"{i:03d}.png", (image[i] / image.max() * 255).astype(np.uint8))
+        tifffile.imwrite(root / "masks" / f"{i:03d}.tif", labels[i])
+    monkeypatch.setattr(T, "EVALDATA", tmp_path / "evaldata")
+    trainer = Trainer(_cfg(evaldata_sizes=[1]), tmp_path / "run", torch.device("cpu"))
+    result = trainer.evaldata()
+    assert result["step"] == 0 and set(result["tiny_set"]) == {"1"} and 0 <= result["tiny_set"]["1"] <= 1
