@@ -174,35 +174,3 @@ def test_bf16_and_fp32_give_the_same_masks_with_the_default_weights():
     bf16 = Segmenter(model, "cpu", "bf16").predict(support, images, opts, indices=[4, 7])
     for a, b in zip(fp32, bf16):
         assert a.labels.any() and dice(a.labels > 0, b.labels > 0) >= 0.99
-
-
-def test_auto_chooses_a_plan_by_leave_one_out_once_per_support_set(segmenter, stack, monkeypatch):
-    image, labels = stack
-    support = _support(image, labels, slices=(0, 2, 4))
-    calls = []
-    original = Segmenter._validated_plan
-
-    def counting(self, *args):
-        calls.append(1)
-        return original(self, *args)
-
-    monkeypatch.setattr(Segmenter, "_validated_plan", counting)
-    plan = segmenter._plan(support, (96, 96), PredictOptions())
-    assert plan.mode == "resize" or plan.scale in (1.0, 0.5, 0.25)
-    assert segmenter._plan(support, (96, 96), PredictOptions()) == plan and len(calls) == 1
-    assert segmenter._plan(support, (96, 96), PredictOptions(mode="resize")) == Plan("resize")
-    one = _support(image, labels, slices=(0,))
-    assert segmenter._plan(one, (96, 96), PredictOptions()) == choose_plan(one, (96, 96), 64, PredictOptions())
-    assert len(calls) == 1
-
-
-def test_validation_crop_is_centred_on_the_objects():
-    from napari_universeg.predict import _crop_around_objects
-
-    image = np.arange(400 * 300, dtype=np.float32).reshape(400, 300)
-    mask = np.zeros((400, 300), np.uint8)
-    mask[350:360, 20:30] = 1
-    crop, m = _crop_around_objects(image, mask, 100)
-    assert crop.shape == (100, 100) and m.sum() == 100
-    small, _ = _crop_around_objects(image[:50, :50], mask[:50, :50], 100)
-    assert small.shape == (50, 50)

@@ -14,7 +14,7 @@ Support ensembling averages probabilities over K random subsets of at most S exa
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
@@ -27,8 +27,6 @@ from .support import SupportSet
 
 MODES = ("auto", "resize", "tiled")
 MAX_CROPS_PER_EXAMPLE = 8  # more crops of one image add time, little information
-VALIDATION_SCALES = (1.0, 0.5, 0.25)  # tiled scales that "auto" tries on the examples
-MAX_HELD_OUT = 3  # examples predicted from the others to choose the plan
 
 
 @dataclass
@@ -86,8 +84,7 @@ TARGET_THICKNESS = 6.0
 
 
 def choose_plan(support: SupportSet, query_shape: tuple[int, int], size: int, options: PredictOptions) -> Plan:
-    """The options' mode and scale, with "auto" resolved from the support masks' object size.
-    (With two or more examples, Segmenter refines "auto" by leave-one-out, see _validated_plan.)"""
+    """The options' mode and scale, with "auto" resolved from the support masks' object size."""
     if options.mode == "resize":
         return Plan("resize")
     if options.mode == "tiled" and options.scale is not None:
@@ -149,7 +146,6 @@ class Segmenter:
             raise ValueError(f"model size {size} must be divisible by {model.divisor}")
         self.size = size
         self.weights_info = None  # set by from_weights
-        self._plans: dict = {}  # "auto" plans chosen by leave-one-out, per support set
 
     @classmethod
     def from_weights(cls, weights: str = "default", device: str | None = None, precision: str = "auto", allow_download: bool = False) -> "Segmenter":
@@ -255,7 +251,7 @@ class Segmenter:
         if not indices:
             return
         first = self._read(images, indices[0], channel)
-        plan = self._plan(support, first.shape, options)
+        plan = choose_plan(support, first.shape, self.size, options)
         members = self._support_tensors(support, classes, plan, options)
         # The support-only first-block term, computed once and reused for every batch.
         with torch.inference_mode(), self._autocast():
@@ -282,40 +278,6 @@ class Segmenter:
                 if p is None:
                     return
                 yield self._combine(i, p, classes, options.threshold)
-
-    def _plan(self, support: SupportSet, query_shape: tuple[int, int], options: PredictOptions) -> Plan:
-        examples = support.enabled()
-        if options.mode != "auto" or len(examples) < 2 or not support.classes():
-            return choose_plan(support, query_shape, self.size, options)
-        key = (tuple((id(ex.image), id(ex.mask)) for ex in examples), tuple(query_shape), options.support_size)
-        if key not in self._plans:
-            self._plans[key] = self._validated_plan(examples, query_shape, options)
-        return self._plans[key]
-
-    def _validated_plan(self, examples, query_shape, options: PredictOptions) -> Plan:
-        """Leave-one-out on the examples: predict up to MAX_HELD_OUT of them from the others with
-        resize and with tiles at each VALIDATION_SCALE, and keep the plan with the best Dice.
-        Tiled candidates are scored on a crop of about 2x2 tiles around the held-out objects."""
-        from .evaluate import dice
-
-        big = max(max(query_shape), *(max(ex.image.shape) for ex in examples))
-        candidates = [Plan("resize")] + [Plan("tiled", s) for s in VALIDATION_SCALES if s > 1.5 * self.size / big]
-        scores = []
-        for plan in candidates:
-            opts = replace(options, mode=plan.mode, scale=plan.scale if plan.mode == "tiled" else None, ensemble=1)
-            dices = []
-            for h in range(min(len(examples), MAX_HELD_OUT)):
-                rest = SupportSet([ex for i, ex in enumerate(examples) if i != h])
-                image, mask = examples[h].image, examples[h].mask
-                if plan.mode == "tiled":
-                    image, mask = _crop_around_objects(image, mask, int(2 * self.size / plan.scale))
-                try:
-                    pred = next(self._iter_predict(rest, [image], opts, None, None, None))
-                except ValueError:  # e.g. a constant crop: this example cannot score the plan
-                    continue
-                dices.append(dice(pred.labels > 0, mask > 0))
-            scores.append(float(np.mean(dices)) if dices else -1.0)
-        return candidates[int(np.argmax(scores))]
 
     def _read(self, images, i: int, channel: int | None) -> np.ndarray:
         im = to_grey(np.asarray(images[i]), channel, what=f"slice {i}")
@@ -363,16 +325,6 @@ class Segmenter:
 
 def _scaled(shape, scale: float) -> tuple[int, int]:
     return max(1, round(shape[0] * scale)), max(1, round(shape[1] * scale))
-
-
-def _crop_around_objects(image: np.ndarray, mask: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
-    """A side x side crop (or the whole image if smaller) centred on the mask's foreground."""
-    h, w = image.shape
-    fg = np.argwhere(mask > 0)
-    cy, cx = fg.mean(0).astype(int) if len(fg) else (h // 2, w // 2)
-    y = int(np.clip(cy - side // 2, 0, max(0, h - side)))
-    x = int(np.clip(cx - side // 2, 0, max(0, w - side)))
-    return image[y : y + side, x : x + side], mask[y : y + side, x : x + side]
 
 
 def _crops(image: torch.Tensor, mask: torch.Tensor, size: int, n: int, rng: np.random.Generator):
