@@ -57,6 +57,8 @@ class UniverSegWidget(QWidget):
         self._segmenter_key = None
         self._worker = None
         self._cancel = False
+        self._output_layer_ref: Labels | None = None  # where the running job writes
+        self._history = None  # the running job's block_history context (one undo step per run)
         self._last_probs: dict[Index, float] = {}  # slice -> mean certainty of the last run
         self._live_timer = QTimer(self, singleShot=True, interval=300)
         self._live_timer.timeout.connect(lambda: self.segment("current"))
@@ -329,8 +331,6 @@ class UniverSegWidget(QWidget):
             self._segmenter_key = key
         return self._segmenter
 
-    _output_layer_ref = None
-
     def _output_layer(self, image: Image, create: bool = True) -> Labels | None:
         name = f"{image.name} universeg"
         shape = image.data.shape[:-1] if image.rgb else image.data.shape
@@ -450,7 +450,7 @@ class UniverSegWidget(QWidget):
         show_error(f"UniverSeg: {error}")
 
     def _on_finished(self) -> None:
-        if getattr(self, "_history", None) is not None:
+        if self._history is not None:
             self._history.__exit__(None, None, None)
             self._history = None
         self._worker = None
