@@ -264,6 +264,44 @@ def _render_ellipses(centres: Tensor, ra: Tensor, rb: Tensor, angle: Tensor, val
     return splat(val), splat(inside)
 
 
+CLUTTER_P = 0.4  # share of blob, membrane and curvilinear tasks with distractor objects
+
+
+def _add_clutter(rng: _Rng, struct: Tensor, mask: Tensor, t: int, n: int
+                 ) -> Tensor:
+    """For some tasks, distractors drawn into the structure map off the target mask but not into
+    the mask (organelles, vesicles, debris, out-of-focus cells): the target is not simply
+    "everything that stands out". Per task a size, elongation, brightness and style (filled,
+    outlined, or clusters of specks); the support set shows what is not the target."""
+    tasks = torch.nonzero(rng.coin(t, CLUTTER_P)).flatten().tolist()
+    if not tasks:
+        return struct
+    size, sc, m, k, dev = mask.shape[-1], mask.shape[-1] / 128, 32, len(tasks), rng.device
+    num = k * n
+    speck = _rep(rng.coin(k, 0.25), n)[:, None]
+    r_lo = torch.where(speck, _rep(rng.uniform(k, 0.6, 1.5), n)[:, None],
+                       _rep(rng.log_uniform(k, 1.0, 8.0), n)[:, None]) * sc
+    radius = r_lo * rng.uniform((num, m), 1.0, 1.8)
+    elong = _rep(rng.uniform(k, 1.0, 3.0), n)[:, None]
+    aspect = (1 + (elong - 1) * rng.uniform((num, m))).sqrt()
+    count = _rep(rng.uniform(k, 3, m), n)[:, None] * rng.uniform((num, 1), 0.5, 1.0)
+    active = torch.arange(m, device=dev)[None, :] < count
+    centres = rng.uniform((num, m, 2), 0, size)
+    hubs = rng.uniform((num, 3, 2), 0, size).gather(
+        1, rng.randint((num, m), 0, 2)[..., None].expand(num, m, 2))
+    spread = _rep(rng.uniform(k, 3, 12) * sc, n)[:, None, None]
+    centres = torch.where(speck[..., None], hubs + spread * rng.normal((num, m, 2)), centres)
+    value = _rep(rng.uniform(k, 0.3, 1.0), n)[:, None] * (1 - 0.3 * rng.uniform((num, m)))
+    s, inside = _render_ellipses(centres, radius * aspect, radius / aspect,
+                                 rng.uniform((num, m), 0, math.pi), value, 0.3, active, size)
+    ring = _img(_rep(rng.coin(k, 0.35), n)) & ~_img(speck)
+    s = torch.where(ring, s * (inside - _erode(inside, 1)), s)
+    idx = _subjects(tasks, n, dev)
+    struct = struct.clone()
+    struct[idx] = torch.maximum(struct[idx], s * (1 - mask[idx]))
+    return struct
+
+
 def _blobs(rng: _Rng, t: int, n: int, size: int) -> tuple[Tensor, Tensor]:
     """Nuclei / cells: fields of elliptical blobs; per task a radius range, density, elongation,
     clustering and brightness variation; per subject new positions and counts."""
@@ -300,7 +338,8 @@ def _blobs(rng: _Rng, t: int, n: int, size: int) -> tuple[Tensor, Tensor]:
         s = s * (1 + float(rng.uniform(1, 0, 0.3)) * tex).clamp(0, 2)
         structs.append(s.clamp(0, 1))
         masks.append(mask)
-    return torch.cat(structs), torch.cat(masks)
+    struct, mask = torch.cat(structs), torch.cat(masks)
+    return _add_clutter(rng, struct, mask, t, n), mask
 
 
 def _membranes(rng: _Rng, t: int, n: int, size: int) -> tuple[Tensor, Tensor]:
@@ -346,6 +385,7 @@ def _membranes(rng: _Rng, t: int, n: int, size: int) -> tuple[Tensor, Tensor]:
     # per-cell tint (cytoplasm / organelle density differs between cells)
     tint = rng.uniform((num, g * g)).gather(1, nearest).view_as(mask)
     struct = torch.maximum(membrane, _img(_rep(rng.uniform(t, 0, 0.35), n)) * tint)
+    struct = _add_clutter(rng, struct, mask, t, n)  # organelles inside the cells
     interiors = _img(_rep(rng.coin(t, 0.4), n))
     return struct, torch.where(interiors, 1 - mask, mask)
 
@@ -377,6 +417,7 @@ def _curvilinear(rng: _Rng, t: int, n: int, size: int) -> tuple[Tensor, Tensor]:
     struct = (bright * (half - dist + 0.5).clamp(0, 1)).amax(1, keepdim=True)
     mask = (dist < half).float().amax(1, keepdim=True)
     struct, mask = _add_somata(rng, struct, mask, t, n, sc)
+    struct = _add_clutter(rng, struct, mask, t, n)
     keep = _img(~rng.coin(num, EMPTY_P)).float()
     return struct * keep, mask * keep
 
