@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from napari_universeg import PredictOptions, Segmenter, SupportSet, UniverSeg
-from napari_universeg.predict import Plan, choose_plan, object_thickness
+from napari_universeg.predict import Plan, candidate_plans, choose_plan, object_thickness
 from napari_universeg.sample_data import synthetic_stack
 
 
@@ -157,6 +157,60 @@ def test_auto_plan_follows_object_size():
     assert choose_plan(support2, (256, 256), 128, PredictOptions()) == Plan("resize")
     assert choose_plan(support2, (256, 256), 128, PredictOptions(mode="tiled", scale=0.7)) == Plan("tiled", 0.7)
     assert object_thickness([np.zeros((8, 8))]) is None
+
+
+def test_candidate_plans_are_resize_and_the_feasible_tile_scales():
+    assert candidate_plans([(100, 100)], 128) == [Plan("resize")]
+    assert candidate_plans([(512, 512)], 128) == [Plan("resize"), Plan("tiled", 1.0), Plan("tiled", 0.5)]
+    # the largest image decides: 1100 px at 0.5 is 550 px, under 5 tiles across
+    assert candidate_plans([(256, 256), (1100, 900)], 128) == [Plan("resize"), Plan("tiled", 0.5), Plan("tiled", 0.25)]
+
+
+def test_auto_plan_is_validated_once_per_support_set(segmenter, stack, monkeypatch):
+    image, labels = stack
+    seg = Segmenter(segmenter.model, "cpu", "fp32", size=64)  # a fresh plan cache
+    calls = []
+    validated = Segmenter.validated_plan
+    monkeypatch.setattr(Segmenter, "validated_plan", lambda self, *a: calls.append(1) or validated(self, *a))
+    support = _support(image, labels)
+    seg.predict(support, image[:2])
+    seg.predict(support, image[2:4])
+    assert len(calls) == 1
+    support[0].mask[:5] = 1 - support[0].mask[:5]  # an edited example is a new support set
+    seg.predict(support, image[:1])
+    assert len(calls) == 2
+    seg.predict(_support(image, labels, slices=(2,)), image[:1])  # one example: object size only
+    seg.predict(support, image[:1], PredictOptions(mode="resize"))
+    assert len(calls) == 2
+
+
+def test_auto_chooses_tiles_for_small_spots_in_large_images():
+    """Spots 9 px across in 512 px images vanish when resized to 128 px; leave-one-out on the
+    examples must notice that and choose tiles (default weights)."""
+    from napari_universeg.evaluate import dice
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:512, :512]
+
+    def spots():
+        mask = np.zeros((512, 512), np.uint8)
+        for cy, cx in rng.integers(10, 502, (40, 2)):
+            mask[(yy - cy) ** 2 + (xx - cx) ** 2 <= 16] = 1
+        image = 0.1 + 0.8 * mask + 0.05 * rng.standard_normal((512, 512))
+        return image.astype(np.float32), mask
+
+    support = SupportSet()
+    for _ in range(3):
+        support.add(*spots())
+    seg = Segmenter.from_weights("default", device="cpu")
+    plan = seg.plan(support, (512, 512), PredictOptions())
+    assert plan.mode == "tiled"
+    query, truth = spots()
+    result = seg.predict(support, [query])[0]
+    assert result.plan == plan
+    auto = result.labels
+    resized = seg.predict(support, [query], PredictOptions(mode="resize"))[0].labels
+    assert dice(auto, truth) > 0.6 and dice(resized, truth) < 0.3
 
 
 def test_bf16_and_fp32_give_the_same_masks_with_the_default_weights():

@@ -60,6 +60,7 @@ class UniverSegWidget(QWidget):
         self._output_layer_ref: Labels | None = None  # where the running job writes
         self._history = None  # the running job's block_history context (one undo step per run)
         self._last_probs: dict[Index, float] = {}  # slice -> mean certainty of the last run
+        self._last_plan = None  # how the last run showed images to the model (what "auto" chose)
         self._live_timer = QTimer(self, singleShot=True, interval=300)
         self._live_timer.timeout.connect(lambda: self.segment("current"))
         self._build()
@@ -395,6 +396,7 @@ class UniverSegWidget(QWidget):
         support = SupportSet(self.support.enabled())
         channel = self._channel() if image.rgb else None
         self._cancel = False
+        self._last_plan = None
         self._history = target.block_history()
         self._history.__enter__()
 
@@ -415,6 +417,7 @@ class UniverSegWidget(QWidget):
                 prob_layer.data[idx] = pred.probability
                 prob_layer.refresh()
             self._last_probs[idx] = float(np.mean(np.abs(pred.probability - 0.5)))
+            self._last_plan = pred.plan
 
         self._set_running(True, f"segmenting {len(todo)} slice(s)...")
         if self.synchronous:
@@ -455,7 +458,8 @@ class UniverSegWidget(QWidget):
             self._history = None
         self._worker = None
         cancelled = self._cancel
-        self._set_running(False, "cancelled" if cancelled else "done: correct a slice and 'Accept slice as example' to improve the rest")
+        how = f" ({self._last_plan.describe()})" if self._last_plan is not None else ""
+        self._set_running(False, "cancelled" if cancelled else f"done{how}: correct a slice and 'Accept slice as example' to improve the rest")
 
     def _set_running(self, running: bool, message: str) -> None:
         for b in (self.run_current_btn, self.run_all_btn, self.run_unpainted_btn, self.accept_btn):

@@ -142,7 +142,7 @@ def _segment(args) -> None:
                 if len(stacks) > 1:
                     p = p.parent / f"{f.stem}_{p.name}"
                 write_labels(p, probs[0] if squeeze else np.stack(probs))
-            print(f"{f} -> {dst}", file=sys.stderr)
+            print(f"{f} -> {dst} ({pred.plan.describe()})", file=sys.stderr)
 
 
 def _evaluate(args) -> None:

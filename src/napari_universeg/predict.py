@@ -5,7 +5,8 @@ Two ways to bring an image to the model's size (``mode``):
 - "tiled": the image is rescaled by ``scale`` and the fully convolutional model runs over
   overlapping size x size tiles, blended; support examples are cropped at the same scale,
   preferring crops that contain foreground.
-"auto" picks one from the size of the objects in the support masks (see ``choose_mode``).
+"auto" picks one: with one example from the size of the objects in its mask (``choose_plan``);
+with two or more by leave-one-out on the examples (``Segmenter.validated_plan``).
 
 Labels 1..C become C binary tasks; each pixel gets the most probable class above the threshold.
 Support ensembling averages probabilities over K random subsets of at most S examples.
@@ -13,8 +14,9 @@ Support ensembling averages probabilities over K random subsets of at most S exa
 
 from __future__ import annotations
 
+import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
@@ -27,6 +29,9 @@ from .support import SupportSet
 
 MODES = ("auto", "resize", "tiled")
 MAX_CROPS_PER_EXAMPLE = 8  # more crops of one image add time, little information
+MAX_HELD_OUT = 6  # examples that "auto" predicts from the others to choose the plan
+MAX_TILED_SIDE = 5  # "auto" tries tiled scales up to this many model sizes across the image
+TILED_MARGIN = 0.02  # Dice by which tiles must beat the (cheaper, global) resize to be chosen
 
 
 @dataclass
@@ -56,6 +61,7 @@ class SlicePrediction:
     index: int
     labels: np.ndarray  # (H, W) uint16/uint8 class labels
     probability: np.ndarray  # (H, W) float32: probability of the chosen class (max over classes)
+    plan: Plan | None = None  # how the model saw the image (what "auto" chose)
 
 
 @dataclass
@@ -64,6 +70,9 @@ class Plan:
 
     mode: str
     scale: float = 1.0
+
+    def describe(self) -> str:
+        return "whole image resized" if self.mode == "resize" else f"tiles at scale {self.scale:.2g}"
 
 
 def object_thickness(masks: Sequence[np.ndarray]) -> float | None:
@@ -84,7 +93,8 @@ TARGET_THICKNESS = 6.0
 
 
 def choose_plan(support: SupportSet, query_shape: tuple[int, int], size: int, options: PredictOptions) -> Plan:
-    """The options' mode and scale, with "auto" resolved from the support masks' object size."""
+    """The options' mode and scale, with "auto" resolved from the support masks' object size
+    (Segmenter refines "auto" by leave-one-out when there are two or more examples)."""
     if options.mode == "resize":
         return Plan("resize")
     if options.mode == "tiled" and options.scale is not None:
@@ -99,6 +109,14 @@ def choose_plan(support: SupportSet, query_shape: tuple[int, int], size: int, op
     if options.mode == "auto" and scale <= resize_factor * 1.5:
         return Plan("resize")
     return Plan("tiled", scale)
+
+
+def candidate_plans(shapes: Sequence[tuple[int, int]], size: int) -> list[Plan]:
+    """What "auto" validates: resize, and tiles at the power-of-two scales that keep the largest
+    image between 1.5 and MAX_TILED_SIDE model sizes across."""
+    big = max(max(s) for s in shapes)
+    scales = [2.0**-k for k in range(8) if 1.5 * size < big * 2.0**-k < MAX_TILED_SIDE * size]
+    return [Plan("resize")] + [Plan("tiled", s) for s in scales]
 
 
 def _subsets(n: int, options: PredictOptions) -> list[np.ndarray]:
@@ -146,6 +164,7 @@ class Segmenter:
             raise ValueError(f"model size {size} must be divisible by {model.divisor}")
         self.size = size
         self.weights_info = None  # set by from_weights
+        self._plans: dict[str, Plan] = {}  # "auto" plans chosen by leave-one-out, per support set
 
     @classmethod
     def from_weights(cls, weights: str = "default", device: str | None = None, precision: str = "auto", allow_download: bool = False) -> "Segmenter":
@@ -251,7 +270,9 @@ class Segmenter:
         if not indices:
             return
         first = self._read(images, indices[0], channel)
-        plan = choose_plan(support, first.shape, self.size, options)
+        plan = self.plan(support, first.shape, options, cancel)
+        if plan is None:  # cancelled while choosing
+            return
         members = self._support_tensors(support, classes, plan, options)
         # The support-only first-block term, computed once and reused for every batch.
         with torch.inference_mode(), self._autocast():
@@ -268,7 +289,7 @@ class Segmenter:
                 probs = self._class_probs(q, features)  # (C, B, 1, size, size)
                 for j, (i, im) in enumerate(zip(chunk, imgs)):
                     p = resize(probs[:, j], im.shape, nearest=False)[:, 0].numpy()
-                    yield self._combine(i, p, classes, options.threshold)
+                    yield self._combine(i, p, classes, options.threshold, plan)
         else:
             for i in indices:
                 if cancel is not None and cancel():
@@ -277,7 +298,60 @@ class Segmenter:
                 p = self._tiled_probs(im, plan.scale, features, s_items, options, cancel)
                 if p is None:
                     return
-                yield self._combine(i, p, classes, options.threshold)
+                yield self._combine(i, p, classes, options.threshold, plan)
+
+    def plan(
+        self, support: SupportSet, query_shape: tuple[int, int], options: PredictOptions, cancel: Callable[[], bool] | None = None
+    ) -> Plan | None:
+        """How images of query_shape will be shown to the model: the options' mode, with "auto"
+        resolved (and cached per support set). None if ``cancel`` returned True."""
+        examples = support.enabled()
+        if options.mode != "auto" or len(examples) < 2:
+            return choose_plan(support, query_shape, self.size, options)
+        key = hashlib.blake2b(repr((query_shape, options.support_size, options.classes)).encode())
+        for ex in examples:
+            for a in (ex.image, ex.mask):
+                key.update(repr((a.shape, a.dtype.str)).encode())
+                key.update(np.ascontiguousarray(a).data)
+        key = key.hexdigest()
+        if key not in self._plans:
+            plan = self.validated_plan(support, query_shape, options, cancel)
+            if plan is None:
+                return None
+            self._plans[key] = plan
+        return self._plans[key]
+
+    def validated_plan(
+        self, support: SupportSet, query_shape: tuple[int, int], options: PredictOptions, cancel: Callable[[], bool] | None = None
+    ) -> Plan | None:
+        """Leave-one-out on the examples: predict up to MAX_HELD_OUT of them, whole, from the
+        others with each candidate plan, and keep the best by mean Dice; tiles must beat resize
+        by TILED_MARGIN. This sees the user's images and targets, which object size alone
+        misjudges (e.g. thin lines in large images, or objects that need fine detail).
+        None if ``cancel`` returned True."""
+        from .evaluate import dice
+
+        examples = support.enabled()
+        candidates = candidate_plans([query_shape] + [ex.image.shape[:2] for ex in examples], self.size)
+        if len(candidates) == 1:
+            return candidates[0]
+        scores = []
+        for plan in candidates:
+            opts = replace(options, mode=plan.mode, scale=plan.scale if plan.mode == "tiled" else None, ensemble=1)
+            dices = []
+            for h in range(min(len(examples), MAX_HELD_OUT)):
+                if cancel is not None and cancel():
+                    return None
+                rest = SupportSet([ex for i, ex in enumerate(examples) if i != h])
+                try:
+                    pred = next(self._iter_predict(rest, [examples[h].image], opts, None, None, None))
+                except ValueError:  # e.g. a chosen class occurs only in the held-out example
+                    continue
+                dices.append(dice(pred.labels > 0, examples[h].mask > 0))
+            if not dices:
+                return choose_plan(support, query_shape, self.size, options)
+            scores.append(float(np.mean(dices)) + (TILED_MARGIN if plan.mode == "resize" else 0.0))
+        return candidates[int(np.argmax(scores))]
 
     def _read(self, images, i: int, channel: int | None) -> np.ndarray:
         im = to_grey(np.asarray(images[i]), channel, what=f"slice {i}")
@@ -312,12 +386,12 @@ class Segmenter:
         return resize(p[:, None], image.shape)[:, 0].numpy()
 
     @staticmethod
-    def _combine(index: int, probs: np.ndarray, classes: Sequence[int], threshold: float) -> SlicePrediction:
+    def _combine(index: int, probs: np.ndarray, classes: Sequence[int], threshold: float, plan: Plan | None = None) -> SlicePrediction:
         best = probs.argmax(0)
         pmax = np.take_along_axis(probs, best[None], 0)[0]
         dtype = np.uint8 if max(classes) < 256 else np.uint16
         labels = np.where(pmax > threshold, np.asarray(classes)[best], 0).astype(dtype)
-        return SlicePrediction(index, labels, pmax.astype(np.float32))
+        return SlicePrediction(index, labels, pmax.astype(np.float32), plan)
 
     def predict(self, support: SupportSet, images, options: PredictOptions | None = None, **kwargs) -> list[SlicePrediction]:
         return list(self.iter_predict(support, images, options, **kwargs))
