@@ -3,7 +3,8 @@
     python benchmarks/modes.py [--data ../shared/evaldata] [--sizes 4] [--seeds 0] [--weights default]
 
 Prints Dice (standard protocol) and seconds per query for each data set and mode, plus the
-thickness-based automatic choice (mode "auto") and the plan it picked.
+automatic choice (mode "auto": leave-one-out on the examples) and the plan it picked for the
+first seed.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_universeg.evaluate import load_dataset, protocol_split, run_protocol
-from napari_universeg.predict import PredictOptions, Segmenter, choose_plan
+from napari_universeg.predict import PredictOptions, Segmenter
 from napari_universeg.support import SupportSet
 
 EVALDATA = Path(__file__).resolve().parents[2] / "shared" / "evaldata"
@@ -41,7 +42,7 @@ def main() -> None:
         sup = SupportSet()
         for i in support_ids:
             sup.add(ds.image(i), ds.mask(i))
-        auto = choose_plan(sup, ds.image(query_ids[0]).shape[:2], seg.size, PredictOptions())
+        auto = seg.plan(sup, ds.image(query_ids[0]).shape[:2], PredictOptions(support_size=args.support_size))
         for mode, scale in MODES:
             opts = dict(mode=mode, scale=scale, support_size=args.support_size)
 

@@ -50,6 +50,7 @@ def test_whole_workflow_on_a_synthetic_stack(widget, stack):
     assert tuple(out.scale) == (2.0, 0.5, 0.5) and tuple(out.translate) == (0, 10, 20)
     written = [z for z in range(8) if out.data[z].any()]
     assert len(written) >= 6
+    assert widget.status.text().startswith("done (whole image resized)")  # what "auto" chose
     np.testing.assert_array_equal(widget.labels_layer().data, before)  # painting untouched
     # one Ctrl+Z undoes the whole run
     out.undo()

@@ -86,7 +86,7 @@ def write_card(path: Path, card: dict, results: list[dict], notes: str = "") -> 
         f"| steps | {card['steps']} (support size per step drawn from {card['support_sizes']}) |",
         f"| resolution | {card['resolution']} |",
         f"| hardware, wall time | {card['hardware']}, {card['training_minutes']} min of training |",
-        "| recipe | soft Dice + BCE, AdamW (lr %g, weight decay %g), warm-up + cosine, bf16 autocast, grad clip %g |" % (cfg["lr"], cfg["weight_decay"], cfg["grad_clip"]),
+        "| recipe | soft Dice + BCE, AdamW (lr %g, weight decay %g), warm-up + cosine (restarted where a resume extended the steps: see below), bf16 autocast, grad clip %g |" % (cfg["lr"], cfg["weight_decay"], cfg["grad_clip"]),
         "| config | training/configs/default.yaml (as saved in the checkpoint) |",
         f"| commit | {card['commit']} |",
         "| file | fp16 safetensors |",
@@ -101,7 +101,7 @@ def write_card(path: Path, card: dict, results: list[dict], notes: str = "") -> 
             "",
             comparison_table(results),
             "",
-            "Produced by `python benchmarks/accuracy.py`. Research-use data; used for evaluation only.",
+            "Produced by `python benchmarks/accuracy.py` (UniverSeg in `auto` mode). Research-use data; used for evaluation only.",
             "",
         ]
     path.write_text("\n".join(lines) + "\n" + notes)

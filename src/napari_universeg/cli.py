@@ -179,7 +179,7 @@ def _demo(args) -> None:
     labels = np.zeros_like(masks)
     for pred in seg.iter_predict(support, images, PredictOptions(), indices=range(3, len(images))):
         labels[pred.index] = pred.labels
-        print(f"image {pred.index:2d}: Dice {dice(pred.labels > 0, masks[pred.index] > 0):.3f}", file=sys.stderr)
+        print(f"image {pred.index:2d}: Dice {dice(pred.labels > 0, masks[pred.index] > 0):.3f} ({pred.plan.describe()})", file=sys.stderr)
     write_labels(out / "neurons_labels.tif", labels)
     write_labels(out / "neurons.tif", images)
     support.save(out / "neurons_support.npz")
