@@ -179,14 +179,15 @@ def test_auto_plan_is_validated_once_per_support_set(segmenter, stack, monkeypat
     support[0].mask[:5] = 1 - support[0].mask[:5]  # an edited example is a new support set
     seg.predict(support, image[:1])
     assert len(calls) == 2
-    seg.predict(_support(image, labels, slices=(2,)), image[:1])  # one example: object size only
+    seg.predict(_support(image, labels, slices=(2,)), image[:1])  # one example: its two halves
+    assert len(calls) == 3
     seg.predict(support, image[:1], PredictOptions(mode="resize"))
-    assert len(calls) == 2
+    assert len(calls) == 3
 
 
 def test_auto_chooses_tiles_for_small_spots_in_large_images():
     """Spots 9 px across in 512 px images vanish when resized to 128 px; leave-one-out on the
-    examples must notice that and choose tiles (default weights)."""
+    examples (or on the halves of a single one) must notice that and choose tiles."""
     from napari_universeg.evaluate import dice
 
     rng = np.random.default_rng(0)
@@ -205,6 +206,7 @@ def test_auto_chooses_tiles_for_small_spots_in_large_images():
     seg = Segmenter.from_weights("default", device="cpu")
     plan = seg.plan(support, (512, 512), PredictOptions())
     assert plan.mode == "tiled"
+    assert seg.plan(SupportSet(support.examples[:1]), (512, 512), PredictOptions()).mode == "tiled"  # halves
     query, truth = spots()
     result = seg.predict(support, [query])[0]
     assert result.plan == plan

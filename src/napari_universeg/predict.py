@@ -25,7 +25,7 @@ import torch
 from .device import autocast_dtype, pick_device, tune_malloc
 from .model import UniverSeg
 from .preprocess import check_image, normalize, resize, to_grey
-from .support import SupportSet
+from .support import Example, SupportSet
 
 MODES = ("auto", "resize", "tiled")
 MAX_CROPS_PER_EXAMPLE = 8  # more crops of one image add time, little information
@@ -306,7 +306,7 @@ class Segmenter:
         """How images of query_shape will be shown to the model: the options' mode, with "auto"
         resolved (and cached per support set). None if ``cancel`` returned True."""
         examples = support.enabled()
-        if options.mode != "auto" or len(examples) < 2:
+        if options.mode != "auto":
             return choose_plan(support, query_shape, self.size, options)
         key = hashlib.blake2b(repr((query_shape, options.support_size, options.classes)).encode())
         for ex in examples:
@@ -326,15 +326,17 @@ class Segmenter:
     ) -> Plan | None:
         """Leave-one-out on the examples: predict up to MAX_HELD_OUT of them, whole, from the
         others with each candidate plan, and keep the best by mean Dice; tiles must beat resize
-        by TILED_MARGIN. This sees the user's images and targets, which object size alone
-        misjudges (e.g. thin lines in large images, or objects that need fine detail).
-        None if ``cancel`` returned True."""
+        by TILED_MARGIN. A single example is cut into two halves that predict each other. This
+        sees the user's images and targets, which object size alone misjudges (e.g. thin lines
+        in large images, or objects that need fine detail). None if ``cancel`` returned True."""
         from .evaluate import dice
 
         examples = support.enabled()
         candidates = candidate_plans([query_shape] + [ex.image.shape[:2] for ex in examples], self.size)
         if len(candidates) == 1:
             return candidates[0]
+        if len(examples) == 1:
+            examples = _halves(examples[0])
         scores = []
         for plan in candidates:
             opts = replace(options, mode=plan.mode, scale=plan.scale if plan.mode == "tiled" else None, ensemble=1)
@@ -399,6 +401,14 @@ class Segmenter:
 
 def _scaled(shape, scale: float) -> tuple[int, int]:
     return max(1, round(shape[0] * scale)), max(1, round(shape[1] * scale))
+
+
+def _halves(example: Example) -> list[Example]:
+    """The example cut across its longer side into two examples."""
+    axis = int(example.image.shape[1] > example.image.shape[0])
+    cut = example.image.shape[axis] // 2
+    parts = [np.split(a, [cut], axis=axis) for a in (example.image, example.mask)]
+    return [Example(np.ascontiguousarray(im), np.ascontiguousarray(m)) for im, m in zip(*parts)]
 
 
 def _crops(image: torch.Tensor, mask: torch.Tensor, size: int, n: int, rng: np.random.Generator):
