@@ -5,8 +5,8 @@ Two ways to bring an image to the model's size (``mode``):
 - "tiled": the image is rescaled by ``scale`` and the fully convolutional model runs over
   overlapping size x size tiles, blended; support examples are cropped at the same scale,
   preferring crops that contain foreground.
-"auto" picks one: with one example from the size of the objects in its mask (``choose_plan``);
-with two or more by leave-one-out on the examples (``Segmenter.validated_plan``).
+"auto" picks one by leave-one-out on the examples (``Segmenter.validated_plan``); "tiled" without
+a scale takes it from the size of the objects in the support masks (``choose_plan``).
 
 Labels 1..C become C binary tasks; each pixel gets the most probable class above the threshold.
 Support ensembling averages probabilities over K random subsets of at most S examples.
@@ -88,13 +88,14 @@ def object_thickness(masks: Sequence[np.ndarray]) -> float | None:
     return float(np.median(values)) if values else None
 
 
-# Scaled object thickness that worked best on 3 of the 4 evaldata sets (benchmarks/results/modes.md).
+# Scaled object thickness for "tiled" without a scale: best on 3 of the 4 evaldata sets when
+# this rule was "auto" (before leave-one-out; see git history of benchmarks/results/modes.md).
 TARGET_THICKNESS = 6.0
 
 
 def choose_plan(support: SupportSet, query_shape: tuple[int, int], size: int, options: PredictOptions) -> Plan:
-    """The options' mode and scale, with "auto" resolved from the support masks' object size
-    (Segmenter refines "auto" by leave-one-out when there are two or more examples)."""
+    """The options' mode and scale, with a missing scale (and "auto") resolved from the support
+    masks' object size. Segmenter resolves "auto" by leave-one-out instead, and falls back on this."""
     if options.mode == "resize":
         return Plan("resize")
     if options.mode == "tiled" and options.scale is not None:
