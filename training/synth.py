@@ -267,8 +267,7 @@ def _render_ellipses(centres: Tensor, ra: Tensor, rb: Tensor, angle: Tensor, val
 CLUTTER_P = 0.4  # share of blob, membrane and curvilinear tasks with distractor objects
 
 
-def _add_clutter(rng: _Rng, struct: Tensor, mask: Tensor, t: int, n: int
-                 ) -> Tensor:
+def _add_clutter(rng: _Rng, struct: Tensor, mask: Tensor, t: int, n: int) -> Tensor:
     """For some tasks, distractors drawn into the structure map off the target mask but not into
     the mask (organelles, vesicles, debris, out-of-focus cells): the target is not simply
     "everything that stands out". Per task a size, elongation, brightness and style (filled,
