@@ -1,7 +1,12 @@
 """Few-shot accuracy of each method on each evaluation set, with the standard protocol.
 
     python benchmarks/accuracy.py [--data ../shared/evaldata] [--methods universeg,random-forest,otsu]
-                                  [--weights default] [--sizes 1,4,16] [--seeds 0,1,2] [--json out.json]
+                                  [--predictor auto] [--weights default] [--sizes 1,4,16] [--seeds 0,1,2]
+                                  [--json out.json]
+
+"universeg" is the plugin with its default settings: --predictor auto lets it choose among
+UniverSeg, the pixel classifier and their blend; --predictor universeg is UniverSeg alone. The
+table labels it "plugin (PREDICTOR)".
 
 Progress goes to stderr; the table of Dice "mean ± std over seeds" (with a last row per method: the
 mean over data sets) goes to stdout; --json keeps every run, rewritten after each (data set, method).
@@ -29,6 +34,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--weights", default="default", help="UniverSeg weights, as make_universeg_method takes them"
     )
+    parser.add_argument("--predictor", default="auto", choices=("auto", "universeg", "pixels", "blend"))
     parser.add_argument("--sizes", default="1,4,16", help="support sizes, comma-separated")
     parser.add_argument("--seeds", default="0,1,2", help="seeds, comma-separated")
     parser.add_argument("--json", type=Path, help="write all results to this JSON file")
@@ -42,8 +48,8 @@ def _ints(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in text.split(",") if part.strip())
 
 
-def method_options(name: str, weights: str) -> dict:
-    return {"weights": weights} if name == "universeg" else {}
+def method_options(name: str, args: argparse.Namespace) -> dict:
+    return {"weights": args.weights, "method": args.predictor} if name == "universeg" else {}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     methods = {}
     for name in (m.strip() for m in args.methods.split(",") if m.strip()):
         try:
-            methods[name] = get_method(name, **method_options(name, args.weights))
+            label = f"plugin ({args.predictor})" if name == "universeg" else name
+            methods[label] = get_method(name, **method_options(name, args))
         except Exception as error:  # e.g. missing weights or package: report and go on without it
             print(f"skipping method {name!r}: {type(error).__name__}: {error}", file=sys.stderr)
 

@@ -1,68 +1,80 @@
-"""Which way of showing an image to the model works where: resize vs tiled at several scales.
+"""Every candidate "auto" chooses from, and auto itself: held-out estimate, Dice, time per query and
+time to the first result, per data set (standard protocol split, one support size and seed).
 
-    python benchmarks/modes.py [--data ../shared/evaldata] [--sizes 4] [--seeds 0] [--weights default]
+    python benchmarks/modes.py [--data ../shared/evaldata] [--size 4] [--seed 0] [--json out.json]
 
-Prints Dice (standard protocol) and seconds per query for each data set and mode, plus the
-automatic choice (mode "auto": leave-one-out on the examples) and the plan it picked for the
-first seed.
+Candidates are the plans auto tried (UniverSeg views, the pixel classifier, the blend), each run
+alone on the queries. "estimate" is the candidate's leave-one-out Dice on the examples, what auto
+chose by; "first s" is the time from the call to the first query's result (for auto, including
+its choice); "s/query" is the time per query after the first. Progress goes to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from napari_universeg.evaluate import load_dataset, protocol_split, run_protocol
+from napari_universeg.evaluate import load_dataset, protocol_split
+from napari_universeg.metrics import dice
 from napari_universeg.predict import PredictOptions, Segmenter
 from napari_universeg.support import SupportSet
 
 EVALDATA = Path(__file__).resolve().parents[2] / "shared" / "evaldata"
-MODES = [("resize", None), ("tiled", 1.0), ("tiled", 0.5), ("tiled", 0.25), ("auto", None)]
+
+
+def timed_run(seg: Segmenter, support: SupportSet, queries: list, truths: list, options: PredictOptions) -> dict:
+    start = time.perf_counter()
+    preds = seg.iter_predict(support, queries, options)
+    first = next(preds)
+    first_s = time.perf_counter() - start
+    rest = list(preds)
+    per_query = (time.perf_counter() - start - first_s) / max(1, len(rest))
+    scores = [dice(p.labels > 0, t > 0) for p, t in zip([first, *rest], truths)]
+    return {"dice": float(np.mean(scores)), "first_s": first_s, "per_query_s": per_query, "plan": first.plan}
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", type=Path, default=EVALDATA)
-    p.add_argument("--sizes", default="4")
-    p.add_argument("--seeds", default="0")
+    p.add_argument("--size", type=int, default=4, help="support size N")
+    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--weights", default="default")
-    p.add_argument("--support-size", type=int, default=16)
+    p.add_argument("--json", type=Path)
     args = p.parse_args()
-    sizes = tuple(int(s) for s in args.sizes.split(","))
-    seeds = tuple(int(s) for s in args.seeds.split(","))
     seg = Segmenter.from_weights(args.weights)
     rows = []
     for folder in sorted(d for d in args.data.iterdir() if (d / "images").is_dir()):
         ds = load_dataset(folder)
-        support_ids, query_ids, _ = protocol_split(ds.ids, sizes[0], seeds[0])
-        sup = SupportSet()
+        support_ids, query_ids, n_used = protocol_split(ds.ids, args.size, args.seed)
+        support = SupportSet()
         for i in support_ids:
-            sup.add(ds.image(i), ds.mask(i))
-        auto = seg.plan(sup, ds.image(query_ids[0]).shape[:2], PredictOptions(support_size=args.support_size))
-        for mode, scale in MODES:
-            opts = dict(mode=mode, scale=scale, support_size=args.support_size)
-
-            def predict(si, sm, qi):
-                s = SupportSet()
-                for im, m in zip(si, sm):
-                    s.add(im, m)
-                return [r.labels > 0 for r in seg.iter_predict(s, qi, PredictOptions(**opts))]
-
-            t = time.time()
-            r = run_protocol(ds, predict, f"{mode}@{scale}", support_sizes=sizes, seeds=seeds)
-            n_queries = sum(len(run["dice_per_query"]) for run in r["runs"])
-            dice = np.mean([v["mean"] for v in r["summary"].values()])
-            label = f"{mode} {scale}" if scale else (f"auto -> {auto.mode} {auto.scale:.2f}" if mode == "auto" else mode)
-            rows.append((folder.name, label, dice, (time.time() - t) / n_queries))
-            print(f"{folder.name:28s} {label:24s} Dice {dice:.3f}  {rows[-1][3]:.2f} s/query", file=sys.stderr, flush=True)
-    print(f"| data set | mode | Dice (N={args.sizes}, seeds {args.seeds}) | s/query |")
-    print("|---|---|---|---|")
-    for name, label, dice, sec in rows:
-        print(f"| {name} | {label} | {dice:.3f} | {sec:.2f} |")
+            support.add(ds.image(i), ds.mask(i))
+        queries, truths = [ds.image(i) for i in query_ids], [ds.mask(i) for i in query_ids]
+        seg._plans.clear()
+        seg.features.items.clear()
+        seg.features.bytes = 0
+        auto = timed_run(seg, support, queries, truths, PredictOptions())
+        runs = [("auto -> " + auto["plan"].describe(), auto["plan"].estimate, auto)]
+        for cand in auto["plan"].candidates:
+            options = PredictOptions(mode=cand.mode, scale=cand.scale if cand.mode == "tiled" else None, method=cand.method)
+            seg._plans.clear()  # the classifier is fitted anew, as part of the first result
+            runs.append((cand.describe(), cand.estimate, timed_run(seg, support, queries, truths, options)))
+        for label, estimate, r in runs:
+            row = {"dataset": ds.name, "n": n_used, "seed": args.seed, "candidate": label, "estimate": estimate,
+                   "dice": r["dice"], "first_s": r["first_s"], "per_query_s": r["per_query_s"]}
+            rows.append(row)
+            print(f"{ds.name:26s} {label:48s} est {estimate:.3f} Dice {r['dice']:.3f} first {r['first_s']:6.1f} s  {r['per_query_s']:5.2f} s/query", file=sys.stderr, flush=True)
+        if args.json:
+            args.json.write_text(json.dumps(rows, indent=1))
+    print(f"| data set | candidate | estimate | Dice (N={args.size}, seed {args.seed}) | first s | s/query |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['dataset']} | {r['candidate']} | {r['estimate']:.3f} | {r['dice']:.3f} | {r['first_s']:.1f} | {r['per_query_s']:.2f} |")
 
 
 if __name__ == "__main__":

@@ -104,14 +104,15 @@ def test_run_protocol_structure(disks):
     assert set(result) == {"dataset", "method", "summary", "runs", "seconds"}
     assert result["dataset"] == "disks" and result["method"] == "oracle"
     assert result["summary"] == {
-        "1": {"mean": 1.0, "std": 0.0, "n_used": 1},
-        "16": {"mean": 1.0, "std": 0.0, "n_used": 4},
+        "1": {"mean": 1.0, "std": 0.0, "worst": 1.0, "n_used": 1},
+        "16": {"mean": 1.0, "std": 0.0, "worst": 1.0, "n_used": 4},
     }
     assert len(result["runs"]) == 4 and len(messages) == 4
     run = result["runs"][0]
     assert set(run) == {
-        "support_size", "n_used", "seed", "support_ids", "dice_per_query", "mean_dice", "seconds"
+        "support_size", "n_used", "seed", "support_ids", "dice_per_query", "mean_dice", "estimate", "plan", "seconds"
     }
+    assert run["estimate"] is None and run["plan"] is None  # the oracle has no plan
     assert list(run["dice_per_query"]) == ["004", "005", "006", "007"]
     pool = ["000", "001", "002", "003"]
     assert run["support_ids"] == list(np.random.default_rng(0).choice(pool, 1, replace=False))
@@ -119,7 +120,7 @@ def test_run_protocol_structure(disks):
     empty = run_protocol(disks, lambda s, m, q: [np.zeros_like(x) for x in q], "empty", (1,), (0,))
     assert empty["summary"]["1"]["mean"] == 0.0
     table = format_table([result, empty])
-    assert "N=1" in table and "N=16" in table and "1.000 ± 0.000 (N=4)" in table and "empty" in table
+    assert "N=1" in table and "N=16" in table and "1.000 ± 0.000, worst 1.000 (N=4)" in table and "empty" in table
 
 
 def test_wrong_mask_shape_names_method_and_query(disks):

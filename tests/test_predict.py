@@ -148,14 +148,14 @@ def test_auto_plan_follows_object_size():
     for cy, cx in [(200, 200), (600, 700), (800, 300)]:
         big[(yy - cy) ** 2 + (xx - cx) ** 2 < 12**2] = 1  # small nuclei in a large image
     support.add(np.random.rand(1024, 1024), big)
-    plan = choose_plan(support, (1024, 1024), 128, PredictOptions())
+    plan = choose_plan(support.enabled(), (1024, 1024), 128, "auto", None)
     assert plan.mode == "tiled" and 128 / 1024 < plan.scale <= 1
     huge = np.zeros((256, 256), np.uint8)
     huge[40:200, 60:220] = 1  # one object filling the image
     support2 = SupportSet()
     support2.add(np.random.rand(256, 256), huge)
-    assert choose_plan(support2, (256, 256), 128, PredictOptions()) == Plan("resize")
-    assert choose_plan(support2, (256, 256), 128, PredictOptions(mode="tiled", scale=0.7)) == Plan("tiled", 0.7)
+    assert choose_plan(support2.enabled(), (256, 256), 128, "auto", None) == Plan("resize")
+    assert choose_plan(support2.enabled(), (256, 256), 128, "tiled", 0.7) == Plan("tiled", 0.7)
     assert object_thickness([np.zeros((8, 8))]) is None
 
 
@@ -170,8 +170,10 @@ def test_auto_plan_is_validated_once_per_support_set(segmenter, stack, monkeypat
     image, labels = stack
     seg = Segmenter(segmenter.model, "cpu", "fp32", size=64)  # a fresh plan cache
     calls = []
-    validated = Segmenter.validated_plan
-    monkeypatch.setattr(Segmenter, "validated_plan", lambda self, *a: calls.append(1) or validated(self, *a))
+    import napari_universeg.predict as predict_module
+
+    validated = predict_module.validated_plan
+    monkeypatch.setattr(predict_module, "validated_plan", lambda *a: calls.append(1) or validated(*a))
     support = _support(image, labels)
     seg.predict(support, image[:2])
     seg.predict(support, image[2:4])
@@ -187,7 +189,8 @@ def test_auto_plan_is_validated_once_per_support_set(segmenter, stack, monkeypat
 
 def test_auto_chooses_tiles_for_small_spots_in_large_images():
     """Spots 9 px across in 512 px images vanish when resized to 128 px; leave-one-out on the
-    examples (or on the halves of a single one) must notice that and choose tiles."""
+    examples (or on the halves of a single one) must notice that and choose tiles for UniverSeg.
+    The pixel classifier finds such spots too, so auto with every method may choose it instead."""
     from napari_universeg.evaluate import dice
 
     rng = np.random.default_rng(0)
@@ -204,15 +207,17 @@ def test_auto_chooses_tiles_for_small_spots_in_large_images():
     for _ in range(3):
         support.add(*spots())
     seg = Segmenter.from_weights("default", device="cpu")
-    plan = seg.plan(support, (512, 512), PredictOptions())
-    assert plan.mode == "tiled"
-    assert seg.plan(SupportSet(support.examples[:1]), (512, 512), PredictOptions()).mode == "tiled"  # halves
+    universeg = PredictOptions(method="universeg")
+    plan = seg.plan(support, (512, 512), universeg)
+    assert plan.mode == "tiled" and plan.method == "universeg"
+    assert seg.plan(SupportSet(support.examples[:1]), (512, 512), universeg).mode == "tiled"  # halves
     query, truth = spots()
-    result = seg.predict(support, [query])[0]
+    result = seg.predict(support, [query], universeg)[0]
     assert result.plan == plan
-    auto = result.labels
     resized = seg.predict(support, [query], PredictOptions(mode="resize"))[0].labels
-    assert dice(auto, truth) > 0.6 and dice(resized, truth) < 0.3
+    assert dice(result.labels, truth) > 0.6 and dice(resized, truth) < 0.3
+    auto = seg.predict(support, [query])[0]
+    assert dice(auto.labels, truth) > 0.6 and auto.plan.estimate > 0.6
 
 
 def test_bf16_and_fp32_give_the_same_masks_with_the_default_weights():

@@ -109,6 +109,10 @@ class UniverSegWidget(QWidget):
         self.classes = QLineEdit(placeholderText="all (e.g. 1,2)")
         self.mode = QComboBox()
         self.mode.addItems(["auto", "resize", "tiled"])
+        self.method = QComboBox()
+        self.method.addItems(["auto", "universeg", "pixels", "blend"])
+        self.method.setToolTip("who predicts: UniverSeg, a pixel classifier (random forest, as in ilastik), their blend, "
+                               "or auto: whichever predicts your examples best from the others (with mode auto)")
         self.scale = QDoubleSpinBox(minimum=0.0, maximum=4.0, singleStep=0.05, value=0.0, specialValueText="auto")
         self.device = QComboBox()
         self.device.addItems(["auto", "cpu", "cuda", "mps"])
@@ -116,7 +120,8 @@ class UniverSegWidget(QWidget):
         self.fill_painted_check = QCheckBox("write into unpainted slices of the painted layer")
         self.live_check = QCheckBox("live: segment each slice I move to")
         for label, w in (("max support size", self.support_size), ("ensemble", self.ensemble), ("threshold", self.threshold),
-                         ("classes", self.classes), ("mode", self.mode), ("tiled scale", self.scale), ("device", self.device)):
+                         ("classes", self.classes), ("predictor", self.method), ("mode", self.mode), ("tiled scale", self.scale),
+                         ("device", self.device)):
             form.addRow(label, w)
         for w in (self.probability_check, self.fill_painted_check, self.live_check):
             form.addRow(w)
@@ -320,6 +325,7 @@ class UniverSegWidget(QWidget):
             classes=classes,
             mode=self.mode.currentText(),
             scale=self.scale.value() or None,
+            method=self.method.currentText(),
         )
 
     def _get_segmenter(self):
@@ -458,8 +464,10 @@ class UniverSegWidget(QWidget):
             self._history = None
         self._worker = None
         cancelled = self._cancel
-        how = f" ({self._last_plan.describe()})" if self._last_plan is not None else ""
-        self._set_running(False, "cancelled" if cancelled else f"done{how}: correct a slice and 'Accept slice as example' to improve the rest")
+        plan = self._last_plan
+        how = f" ({plan.describe()})" if plan is not None else ""
+        estimate = f"; {plan.estimate_message(len(self.support.enabled()))}" if plan is not None and plan.estimate is not None else ""
+        self._set_running(False, "cancelled" if cancelled else f"done{how}{estimate}. Correct a slice and 'Accept slice as example' to improve the rest")
 
     def _set_running(self, running: bool, message: str) -> None:
         for b in (self.run_current_btn, self.run_all_btn, self.run_unpainted_btn, self.accept_btn):

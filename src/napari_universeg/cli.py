@@ -33,6 +33,9 @@ def _add_predict_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ensemble", type=int, default=1, help="average over this many random support subsets")
     p.add_argument("--mode", default="auto", choices=("auto", "resize", "tiled"), help="resize whole images to the model size, or run over tiles at --scale")
     p.add_argument("--scale", type=float, help="tiled mode: image scale factor (default: from the object size in the support masks)")
+    p.add_argument("--predictor", dest="predictor", default="auto", choices=("auto", "universeg", "pixels", "blend"),
+                   help="who predicts: UniverSeg, the pixel classifier (random forest), their blend, or auto: whichever predicts your examples best from the others (with --mode auto)")
+    p.add_argument("--adapt", action="store_true", help="fine-tune a copy of the model on your examples for a few seconds first (one class)")
     p.add_argument("--seed", type=int, default=0)
 
 
@@ -84,6 +87,8 @@ def _predict_options(args):
         classes=getattr(args, "classes", None),
         mode=args.mode,
         scale=args.scale,
+        method=args.predictor,
+        adapt=args.adapt,
         seed=args.seed,
     )
 
@@ -128,10 +133,14 @@ def _segment(args) -> None:
     seg = Segmenter.from_weights(args.weights, args.device, args.precision, allow_download=args.download_official)
     stacks = [(f, dst, as_slices(read_image(f), what=str(f))) for f, dst in jobs]
     total = sum(len(s) for _, _, s in stacks)
+    reported = None
     with tqdm(total=total, unit="slice", desc="segmenting", file=sys.stderr) as bar:
         for f, dst, slices in stacks:
             labels, probs = [], []
             for pred in seg.iter_predict(support, slices, options, channel=args.channel):
+                if pred.plan is not reported and pred.plan.estimate is not None:
+                    reported = pred.plan
+                    bar.write(f"{pred.plan.describe()}: {pred.plan.estimate_message(len(support.enabled()))}", file=sys.stderr)
                 labels.append(pred.labels)
                 probs.append(pred.probability)
                 bar.update(1)
@@ -152,7 +161,7 @@ def _evaluate(args) -> None:
     if args.method == "universeg":
         o = _predict_options(args)
         method = get_method("universeg", weights=args.weights, device=args.device, precision=args.precision,
-                            support_size=o.support_size, ensemble=o.ensemble, mode=o.mode, scale=o.scale, seed=o.seed)
+                            support_size=o.support_size, ensemble=o.ensemble, mode=o.mode, scale=o.scale, method=o.method, adapt=o.adapt, seed=o.seed)
     else:
         method = get_method(args.method)
     result = run_protocol(dataset, method, args.method, support_sizes=tuple(args.support_sizes), seeds=tuple(args.seeds),
@@ -178,6 +187,8 @@ def _demo(args) -> None:
     out = Path(args.out)
     labels = np.zeros_like(masks)
     for pred in seg.iter_predict(support, images, PredictOptions(), indices=range(3, len(images))):
+        if pred.index == 3 and pred.plan.estimate is not None:
+            print(f"{pred.plan.describe()}: {pred.plan.estimate_message(3)}", file=sys.stderr)
         labels[pred.index] = pred.labels
         print(f"image {pred.index:2d}: Dice {dice(pred.labels > 0, masks[pred.index] > 0):.3f} ({pred.plan.describe()})", file=sys.stderr)
     write_labels(out / "neurons_labels.tif", labels)

@@ -23,6 +23,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from .metrics import dice
+
+__all__ = ["EvalDataset", "PredictFn", "comparison_table", "dice", "format_table", "get_method", "load_dataset", "protocol_split", "run_protocol"]
+
 # (support_images, support_masks, query_images) -> one binary HxW mask per query.
 PredictFn = Callable[[list[np.ndarray], list[np.ndarray], list[np.ndarray]], list[np.ndarray]]
 
@@ -100,16 +104,6 @@ def protocol_split(
     return [str(i) for i in support], queries, n_used
 
 
-def dice(pred: np.ndarray, gt: np.ndarray) -> float:
-    """2|P&G| / (|P|+|G|) of two binary masks; 1.0 when both are empty."""
-    p = np.asarray(pred).astype(bool)
-    g = np.asarray(gt).astype(bool)
-    total = int(p.sum()) + int(g.sum())
-    if total == 0:
-        return 1.0
-    return 2.0 * int(np.logical_and(p, g).sum()) / total
-
-
 def run_protocol(
     dataset: EvalDataset,
     predict: PredictFn,
@@ -132,13 +126,18 @@ def run_protocol(
                 progress(
                     f"{dataset.name} / {method} N={size} (used {run['n_used']}) seed={seed}: "
                     f"Dice {run['mean_dice']:.3f} in {run['seconds']:.1f} s"
+                    + (f" ({run['plan']}, estimate {run['estimate']:.3f})" if run["estimate"] is not None else "")
                 )
         means = [run["mean_dice"] for run in size_runs]
         summary[str(size)] = {
             "mean": float(np.mean(means)),
             "std": float(np.std(means)),
+            "worst": float(np.min(means)),
             "n_used": size_runs[0]["n_used"],
         }
+        estimates = [run["estimate"] for run in size_runs if run["estimate"] is not None]
+        if estimates:
+            summary[str(size)]["estimate"] = float(np.mean(estimates))
         runs.extend(size_runs)
     return {
         "dataset": dataset.name,
@@ -195,6 +194,7 @@ def _run_once(
                 f"of {dataset.name}, whose image is {image.shape}"
             )
         scores[query_id] = dice(pred, mask)
+    plan = getattr(predict, "plan", None)  # methods that choose a plan say which, and their estimate
     return {
         "support_size": size,
         "n_used": n_used,
@@ -202,12 +202,15 @@ def _run_once(
         "support_ids": support_ids,
         "dice_per_query": scores,
         "mean_dice": float(np.mean(list(scores.values()))),
+        "estimate": getattr(plan, "estimate", None),
+        "plan": plan.describe() if plan is not None else None,
         "seconds": seconds,
     }
 
 
 def format_table(results: list[dict]) -> str:
-    """A markdown table: one row per (dataset, method), one "mean ± std" column per support size.
+    """A markdown table: one row per (dataset, method), one "mean ± std, worst" column per support
+    size (mean and standard deviation over seeds, and the worst seed's mean).
 
     A cell whose support size was capped says so, e.g. "(N=5)"; a summary without "std" (such as a
     mean over data sets) shows the mean only.
@@ -242,6 +245,8 @@ def _cell(entry: dict | None, size: str) -> str:
     text = f"{entry['mean']:.3f}"
     if "std" in entry:
         text += f" ± {entry['std']:.3f}"
+    if "worst" in entry:
+        text += f", worst {entry['worst']:.3f}"
     if "n_used" in entry and entry["n_used"] != int(size):
         text += f" (N={entry['n_used']})"
     return text

@@ -5,8 +5,9 @@ Two ways to bring an image to the model's size (``mode``):
 - "tiled": the image is rescaled by ``scale`` and the fully convolutional model runs over
   overlapping size x size tiles, blended; support examples are cropped at the same scale,
   preferring crops that contain foreground.
-"auto" picks one by leave-one-out on the examples (``Segmenter.validated_plan``); "tiled" without
-a scale takes it from the size of the objects in the support masks (``choose_plan``).
+"auto" chooses among these and the pixel classifier, alone or blended with UniverSeg, by
+leave-one-out on the examples (choice.py); "tiled" without a scale takes it from the size of the
+objects in the support masks (``choose_plan``).
 
 Labels 1..C become C binary tasks; each pixel gets the most probable class above the threshold.
 Support ensembling averages probabilities over K random subsets of at most S examples.
@@ -22,16 +23,29 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import torch
 
+from .adapt import adapt_model
+from .choice import (
+    METHODS,
+    Plan,
+    candidate_plans,
+    choose_plan,
+    classifier_probs,
+    fit_classifier,
+    halves,
+    object_thickness,
+    validated_plan,
+)
 from .device import autocast_dtype, pick_device, tune_malloc
 from .model import UniverSeg
+from .pixel_classifier import FeatureCache
 from .preprocess import check_image, normalize, resize, to_grey
 from .support import Example, SupportSet
 
+__all__ = ["MODES", "Plan", "PredictOptions", "Segmenter", "SlicePrediction", "candidate_plans", "choose_plan", "object_thickness"]
+
 MODES = ("auto", "resize", "tiled")
 MAX_CROPS_PER_EXAMPLE = 8  # more crops of one image add time, little information
-MAX_HELD_OUT = 6  # examples that "auto" predicts from the others to choose the plan
-MAX_TILED_SIDE = 5  # "auto" tries tiled scales up to this many model sizes across the image
-TILED_MARGIN = 0.02  # Dice by which tiles must beat the (cheaper, global) resize to be chosen
+ADAPT_CROPS = 4  # crops per example that adaptation draws its tiled episodes from
 
 
 @dataclass
@@ -40,14 +54,20 @@ class PredictOptions:
     ensemble: int = 1  # K support subsets whose probabilities are averaged
     threshold: float = 0.5
     classes: Sequence[int] | None = None  # default: every label in the support set
-    mode: str = "auto"
+    mode: str = "auto"  # how UniverSeg sees images: "auto", "resize" or "tiled"
     scale: float | None = None  # tiled mode: image scale factor (None: automatic)
+    # Who predicts: "universeg", "pixels" (pixel classifier), "blend" (their mean), or "auto":
+    # chosen by leave-one-out on the examples when mode is "auto", else "universeg".
+    method: str = "auto"
+    adapt: bool = False  # fine-tune a copy of the model on the examples first (adapt.py)
     seed: int = 0
     max_items: int = 96  # queries x support items per forward pass (bounds memory)
 
     def validate(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {self.mode!r}")
+        if self.method not in ("auto", *METHODS):
+            raise ValueError(f"method must be one of {('auto', *METHODS)}, not {self.method!r}")
         if self.support_size < 1 or self.ensemble < 1:
             raise ValueError("support size and ensemble size must be at least 1")
         if not 0 < self.threshold < 1:
@@ -62,62 +82,6 @@ class SlicePrediction:
     labels: np.ndarray  # (H, W) uint16/uint8 class labels
     probability: np.ndarray  # (H, W) float32: probability of the chosen class (max over classes)
     plan: Plan | None = None  # how the model saw the image (what "auto" chose)
-
-
-@dataclass
-class Plan:
-    """How the model sees the images: resize everything, or tiles at a scale."""
-
-    mode: str
-    scale: float = 1.0
-
-    def describe(self) -> str:
-        return "whole image resized" if self.mode == "resize" else f"tiles at scale {self.scale:.2g}"
-
-
-def object_thickness(masks: Sequence[np.ndarray]) -> float | None:
-    """Typical foreground thickness in px: 4 x mean distance to the background over foreground
-    pixels (the width of a line; about 2/3 of a disk's diameter). None if all masks are empty."""
-    from scipy.ndimage import distance_transform_edt
-
-    values = []
-    for m in masks:
-        fg = m > 0
-        if fg.any() and not fg.all():
-            values.append(4 * distance_transform_edt(fg)[fg].mean())
-    return float(np.median(values)) if values else None
-
-
-# Scaled object thickness for "tiled" without a scale: best on 3 of the 4 evaldata sets when
-# this rule was "auto" (before leave-one-out; see git history of benchmarks/results/modes.md).
-TARGET_THICKNESS = 6.0
-
-
-def choose_plan(support: SupportSet, query_shape: tuple[int, int], size: int, options: PredictOptions) -> Plan:
-    """The options' mode and scale, with a missing scale (and "auto") resolved from the support
-    masks' object size. Segmenter resolves "auto" by leave-one-out instead, and falls back on this."""
-    if options.mode == "resize":
-        return Plan("resize")
-    if options.mode == "tiled" and options.scale is not None:
-        return Plan("tiled", options.scale)
-    examples = support.enabled()
-    thick = object_thickness([ex.mask for ex in examples])
-    big = max(max(query_shape), *(max(ex.image.shape) for ex in examples))
-    resize_factor = size / big
-    if thick is None:  # nothing to measure: keep the global view
-        return Plan("resize") if options.mode == "auto" else Plan("tiled", 1.0)
-    scale = float(np.clip(TARGET_THICKNESS / thick, resize_factor, 1.0))
-    if options.mode == "auto" and scale <= resize_factor * 1.5:
-        return Plan("resize")
-    return Plan("tiled", scale)
-
-
-def candidate_plans(shapes: Sequence[tuple[int, int]], size: int) -> list[Plan]:
-    """What "auto" validates: resize, and tiles at the power-of-two scales that keep the largest
-    image between 1.5 and MAX_TILED_SIDE model sizes across."""
-    big = max(max(s) for s in shapes)
-    scales = [2.0**-k for k in range(8) if 1.5 * size < big * 2.0**-k < MAX_TILED_SIDE * size]
-    return [Plan("resize")] + [Plan("tiled", s) for s in scales]
 
 
 def _subsets(n: int, options: PredictOptions) -> list[np.ndarray]:
@@ -166,6 +130,8 @@ class Segmenter:
         self.size = size
         self.weights_info = None  # set by from_weights
         self._plans: dict[str, Plan] = {}  # "auto" plans chosen by leave-one-out, per support set
+        self.features = FeatureCache()  # pixel-classifier features of the images seen, by content
+        self._adapted: dict[str, UniverSeg] = {}  # the last adapted copy of the model, by support set
 
     @classmethod
     def from_weights(cls, weights: str = "default", device: str | None = None, precision: str = "auto", allow_download: bool = False) -> "Segmenter":
@@ -194,9 +160,8 @@ class Segmenter:
             return resize(t, (self.size, self.size), nearest=True)
         return resize(t, _scaled(t.shape[-2:], scale), nearest=True) if scale != 1 else t
 
-    def _support_tensors(self, support: SupportSet, classes: Sequence[int], plan: Plan, options: PredictOptions):
+    def _support_tensors(self, examples: Sequence[Example], classes: Sequence[int], plan: Plan, options: PredictOptions):
         """Per class: a list (one per ensemble member) of (images, masks) of shape (1, S, 1, size, size)."""
-        examples = support.enabled()
         scale = None if plan.mode == "resize" else plan.scale
         images = [self._image_tensor(ex.image.astype(np.float32), scale) for ex in examples]
         labels = [self._mask_tensor(ex.mask, scale) for ex in examples]
@@ -221,13 +186,12 @@ class Segmenter:
             out[c] = members
         return out
 
-    # -- prediction ---------------------------------------------------------------------------
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None)
 
-    def _forward(self, queries: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+    def _forward(self, model: UniverSeg, queries: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode(), self._autocast():
-            return torch.sigmoid(self.model(queries.to(self.device), support_features=features).float()).cpu()
+            return torch.sigmoid(model(queries.to(self.device), support_features=features).float()).cpu()
 
     def _query_batches(self, support_items: int, options: PredictOptions) -> int:
         return max(1, options.max_items // max(1, support_items))
@@ -261,12 +225,7 @@ class Segmenter:
         options.validate()
         if not support.enabled():
             raise ValueError("the support set has no (enabled) examples: add at least one labelled example")
-        classes = list(options.classes) if options.classes else support.classes()
-        if not classes:
-            classes = [1]  # only empty masks: a valid (if unhelpful) binary task
-        missing = set(classes) - set(support.classes()) - {1}
-        if missing and options.classes:
-            raise ValueError(f"class(es) {sorted(missing)} do not occur in any support mask")
+        classes = self._classes(support, options)
         indices = list(range(len(images))) if indices is None else list(indices)
         if not indices:
             return
@@ -274,10 +233,43 @@ class Segmenter:
         plan = self.plan(support, first.shape, options, cancel)
         if plan is None:  # cancelled while choosing
             return
-        members = self._support_tensors(support, classes, plan, options)
+        examples = support.enabled()
+
+        def read(i: int) -> np.ndarray:
+            return first if i == indices[0] else self._read(images, i, channel)
+
+        if plan.uses_universeg:
+            model = self.adapted_model(examples, classes, plan, options, cancel) if options.adapt else self.model
+            if model is None:  # cancelled while adapting
+                return
+            probs = self._iter_universeg_probs(examples, classes, plan, options, indices, read, cancel, model)
+        else:
+            probs = ((i, read(i), None) for i in indices if cancel is None or not cancel())
+        for i, image, p in probs:
+            if plan.uses_classifier:
+                q = classifier_probs(plan.classifier, image, classes, self.features)
+                p = q if p is None else (p + q) / 2
+            yield self._combine(i, p, classes, options.threshold, plan)
+
+    @staticmethod
+    def _classes(support: SupportSet, options: PredictOptions) -> list[int]:
+        """The label values to segment: the options' (each must occur in a mask), or all present."""
+        present = support.classes()
+        if not options.classes:
+            return present or [1]  # only empty masks: a valid (if unhelpful) binary task
+        missing = set(options.classes) - set(present) - {1}
+        if missing:
+            raise ValueError(f"class(es) {sorted(missing)} do not occur in any support mask")
+        return list(options.classes)
+
+    def _iter_universeg_probs(self, examples, classes, plan, options, indices, read, cancel, model=None):
+        """(index, image, (C, H, W) float32 probabilities) per query slice, with UniverSeg (``model``,
+        or the Segmenter's)."""
+        model = model or self.model
+        members = self._support_tensors(examples, classes, plan, options)
         # The support-only first-block term, computed once and reused for every batch.
         with torch.inference_mode(), self._autocast():
-            features = {c: [self.model.support_features(si, sm) for si, sm in ms] for c, ms in members.items()}
+            features = {c: [model.support_features(si, sm) for si, sm in ms] for c, ms in members.items()}
         s_items = max(f.shape[1] for fs in features.values() for f in fs)
         if plan.mode == "resize":
             batch = self._query_batches(s_items, options)
@@ -285,87 +277,107 @@ class Segmenter:
                 if cancel is not None and cancel():
                     return
                 chunk = indices[start : start + batch]
-                imgs = [first if i == indices[0] else self._read(images, i, channel) for i in chunk]
+                imgs = [read(i) for i in chunk]
                 q = torch.cat([self._image_tensor(im, None) for im in imgs])
-                probs = self._class_probs(q, features)  # (C, B, 1, size, size)
+                probs = self._class_probs(model, q, features)  # (C, B, 1, size, size)
                 for j, (i, im) in enumerate(zip(chunk, imgs)):
-                    p = resize(probs[:, j], im.shape, nearest=False)[:, 0].numpy()
-                    yield self._combine(i, p, classes, options.threshold, plan)
+                    yield i, im, resize(probs[:, j], im.shape, nearest=False)[:, 0].numpy()
         else:
             for i in indices:
                 if cancel is not None and cancel():
                     return
-                im = first if i == indices[0] else self._read(images, i, channel)
-                p = self._tiled_probs(im, plan.scale, features, s_items, options, cancel)
+                im = read(i)
+                p = self._tiled_probs(model, im, plan.scale, features, s_items, options, cancel)
                 if p is None:
                     return
-                yield self._combine(i, p, classes, options.threshold, plan)
+                yield i, im, p
 
-    def plan(
-        self, support: SupportSet, query_shape: tuple[int, int], options: PredictOptions, cancel: Callable[[], bool] | None = None
-    ) -> Plan | None:
-        """How images of query_shape will be shown to the model: the options' mode, with "auto"
-        resolved (and cached per support set). None if ``cancel`` returned True."""
-        examples = support.enabled()
-        if options.mode != "auto":
-            return choose_plan(support, query_shape, self.size, options)
-        key = hashlib.blake2b(repr((query_shape, options.support_size, options.classes)).encode())
+    def universeg_probs(self, examples: Sequence[Example], image: np.ndarray, plan: Plan, classes: Sequence[int], options: PredictOptions) -> np.ndarray:
+        """(C, H, W) float32 UniverSeg probabilities of ``classes`` for one 2D image."""
+        image = self._read([image], 0, None)
+        (_, _, p), = self._iter_universeg_probs(list(examples), classes, plan, replace(options, ensemble=1), [0], lambda i: image, None)
+        return p
+
+    def adapted_model(self, examples, classes, plan: Plan, options: PredictOptions, cancel=None) -> UniverSeg | None:
+        """A copy of the model fine-tuned on episodes from the examples in the plan's view (cached
+        per support set and plan); None if cancelled."""
+        if len(classes) != 1:
+            raise ValueError("adaptation works on one class at a time: choose one with the classes option")
+        key = self._support_key(examples, (plan.mode, plan.scale, classes, options.seed, options.support_size))
+        if key not in self._adapted:
+            scale = None if plan.mode == "resize" else plan.scale
+            pairs = []
+            rng = np.random.default_rng(options.seed)
+            for ex in (halves(examples[0]) if len(examples) == 1 else examples):
+                image = self._image_tensor(ex.image.astype(np.float32), scale)
+                mask = (self._mask_tensor(ex.mask, scale) == classes[0]).float()
+                if scale is None:
+                    pairs.append((image[0:1], mask[0:1]))
+                else:
+                    crops = list(_crops(image, mask > 0, self.size, ADAPT_CROPS, rng))
+                    pairs.append((torch.cat([c[0] for c in crops]), torch.cat([c[1].float() for c in crops])))
+            model = adapt_model(self.model, pairs, seed=options.seed, cancel=cancel)
+            if model is None:
+                return None
+            self._adapted = {key: model.to(memory_format=torch.channels_last)}  # keep one: models are large
+        return self._adapted[key]
+
+    @staticmethod
+    def _support_key(examples, extra) -> str:
+        key = hashlib.blake2b(repr(extra).encode())
         for ex in examples:
             for a in (ex.image, ex.mask):
                 key.update(repr((a.shape, a.dtype.str)).encode())
                 key.update(np.ascontiguousarray(a).data)
-        key = key.hexdigest()
-        if key not in self._plans:
-            plan = self.validated_plan(support, query_shape, options, cancel)
-            if plan is None:
-                return None
-            self._plans[key] = plan
-        return self._plans[key]
+        return key.hexdigest()
 
-    def validated_plan(
+    def plan(
         self, support: SupportSet, query_shape: tuple[int, int], options: PredictOptions, cancel: Callable[[], bool] | None = None
     ) -> Plan | None:
-        """Leave-one-out on the examples: predict up to MAX_HELD_OUT of them, whole, from the
-        others with each candidate plan, and keep the best by mean Dice; tiles must beat resize
-        by TILED_MARGIN. A single example is cut into two halves that predict each other. This
-        sees the user's images and targets, which object size alone misjudges (e.g. thin lines
-        in large images, or objects that need fine detail). None if ``cancel`` returned True."""
-        from .evaluate import dice
+        """How images of query_shape will be segmented (cached per support set and options).
 
+        With mode "auto", the view (and with method "auto" also the method) is chosen by
+        leave-one-out on the examples (choice.validated_plan), which also gives the accuracy
+        estimate. None if ``cancel`` returned True."""
         examples = support.enabled()
-        candidates = candidate_plans([query_shape] + [ex.image.shape[:2] for ex in examples], self.size)
-        if len(candidates) == 1:
-            return candidates[0]
-        if len(examples) == 1:
-            examples = _halves(examples[0])
-        scores = []
-        for plan in candidates:
-            opts = replace(options, mode=plan.mode, scale=plan.scale if plan.mode == "tiled" else None, ensemble=1)
-            dices = []
-            for h in range(min(len(examples), MAX_HELD_OUT)):
-                if cancel is not None and cancel():
+        if options.mode != "auto" and options.method in ("auto", "universeg"):
+            return choose_plan(examples, query_shape, self.size, options.mode, options.scale)
+        key = self._support_key(examples, (query_shape, replace(options, adapt=False)))
+        if key not in self._plans:
+            classes = self._classes(support, options)
+            if options.mode == "auto":
+                methods = METHODS if options.method == "auto" else (options.method,)
+                plan = validated_plan(
+                    examples,
+                    query_shape,
+                    self.size,
+                    classes,
+                    lambda exs, image, view: self.universeg_probs(exs, image, view, classes, options),
+                    self.features,
+                    methods,
+                    options.threshold,
+                    options.seed,
+                    cancel,
+                )
+                if plan is None:
                     return None
-                rest = SupportSet([ex for i, ex in enumerate(examples) if i != h])
-                try:
-                    pred = next(self._iter_predict(rest, [examples[h].image], opts, None, None, None))
-                except ValueError:  # e.g. a chosen class occurs only in the held-out example
-                    continue
-                dices.append(dice(pred.labels > 0, examples[h].mask > 0))
-            if not dices:
-                return choose_plan(support, query_shape, self.size, options)
-            scores.append(float(np.mean(dices)) + (TILED_MARGIN if plan.mode == "resize" else 0.0))
-        return candidates[int(np.argmax(scores))]
+            else:  # a given method (with a given view, where it uses UniverSeg)
+                view = choose_plan(examples, query_shape, self.size, options.mode, options.scale)
+                plan = Plan(view.mode, view.scale, options.method)
+                plan.classifier = fit_classifier(examples, classes, self.features, options.seed)
+            self._plans[key] = plan
+        return self._plans[key]
 
     def _read(self, images, i: int, channel: int | None) -> np.ndarray:
         im = to_grey(np.asarray(images[i]), channel, what=f"slice {i}")
         check_image(im, what=f"slice {i}")
         return im
 
-    def _class_probs(self, q: torch.Tensor, features: dict) -> torch.Tensor:
+    def _class_probs(self, model: UniverSeg, q: torch.Tensor, features: dict) -> torch.Tensor:
         """Mean probability over ensemble members, per class: (C, B, 1, h, w)."""
-        return torch.stack([torch.stack([self._forward(q, f) for f in fs]).mean(0) for fs in features.values()])
+        return torch.stack([torch.stack([self._forward(model, q, f) for f in fs]).mean(0) for fs in features.values()])
 
-    def _tiled_probs(self, image, scale, features, s_items, options, cancel) -> np.ndarray | None:
+    def _tiled_probs(self, model, image, scale, features, s_items, options, cancel) -> np.ndarray | None:
         t = self._image_tensor(image, scale)  # (1, 1, h, w)
         h, w = t.shape[-2:]
         padded = _pad_to(t, self.size)
@@ -381,7 +393,7 @@ class Segmenter:
                 return None
             chunk = coords[start : start + batch]
             q = torch.cat([padded[..., y : y + self.size, x : x + self.size] for y, x in chunk])
-            probs = self._class_probs(q, features)[:, :, 0]  # (C, B, size, size)
+            probs = self._class_probs(model, q, features)[:, :, 0]  # (C, B, size, size)
             for j, (y, x) in enumerate(chunk):
                 acc[:, y : y + self.size, x : x + self.size] += probs[:, j] * win
                 norm[y : y + self.size, x : x + self.size] += win
@@ -402,14 +414,6 @@ class Segmenter:
 
 def _scaled(shape, scale: float) -> tuple[int, int]:
     return max(1, round(shape[0] * scale)), max(1, round(shape[1] * scale))
-
-
-def _halves(example: Example) -> list[Example]:
-    """The example cut across its longer side into two examples."""
-    axis = int(example.image.shape[1] > example.image.shape[0])
-    cut = example.image.shape[axis] // 2
-    parts = [np.split(a, [cut], axis=axis) for a in (example.image, example.mask)]
-    return [Example(np.ascontiguousarray(im), np.ascontiguousarray(m)) for im, m in zip(*parts)]
 
 
 def _crops(image: torch.Tensor, mask: torch.Tensor, size: int, n: int, rng: np.random.Generator):
@@ -434,7 +438,8 @@ def make_universeg_method(
     precision: str = "auto",
     **options,
 ):
-    """A PredictFn for the evaluation protocol (see evaluate.py)."""
+    """A PredictFn for the evaluation protocol (see evaluate.py). After each call its ``plan``
+    attribute holds the plan used (with auto's held-out estimate)."""
     seg = Segmenter(model, device, precision) if model is not None else Segmenter.from_weights(weights, device, precision)
     opts = PredictOptions(**options)
 
@@ -442,6 +447,9 @@ def make_universeg_method(
         support = SupportSet()
         for i, (im, m) in enumerate(zip(support_images, support_masks)):
             support.add(im, (m > 0).astype(np.uint8), source=f"support {i}")
-        return [p.labels > 0 for p in seg.iter_predict(support, query_images, opts)]
+        preds = list(seg.iter_predict(support, query_images, opts))
+        predict.plan = preds[0].plan if preds else None
+        return [p.labels > 0 for p in preds]
 
+    predict.plan = None
     return predict

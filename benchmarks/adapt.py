@@ -1,0 +1,68 @@
+"""What test-time adaptation gains and costs: UniverSeg with and without ``adapt`` on the same plan.
+
+    python benchmarks/adapt.py [--data ../shared/evaldata] [--sizes 1,4,16] [--seed 0] [--json out.json]
+
+For each data set and support size N (standard protocol split, one seed): the UniverSeg plan that
+"auto" validates for method "universeg", then Dice on the queries without adaptation, and with a
+copy of the model fine-tuned on episodes from the N examples (adapt.py); "adapt s" is the time the
+fine-tuning took. Progress goes to stderr, a markdown table to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from napari_universeg.evaluate import load_dataset, protocol_split
+from napari_universeg.metrics import dice
+from napari_universeg.predict import PredictOptions, Segmenter
+from napari_universeg.support import SupportSet
+
+EVALDATA = Path(__file__).resolve().parents[2] / "shared" / "evaldata"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data", type=Path, default=EVALDATA)
+    p.add_argument("--sizes", default="1,4,16")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", type=Path)
+    args = p.parse_args()
+    seg = Segmenter.from_weights("default")
+    rows = []
+    for folder in sorted(d for d in args.data.iterdir() if (d / "images").is_dir()):
+        ds = load_dataset(folder)
+        for size in (int(s) for s in args.sizes.split(",")):
+            support_ids, query_ids, n_used = protocol_split(ds.ids, size, args.seed)
+            support = SupportSet()
+            for i in support_ids:
+                support.add(ds.image(i), ds.mask(i))
+            queries, truths = [ds.image(i) for i in query_ids], [ds.mask(i) for i in query_ids]
+            base = PredictOptions(method="universeg", seed=args.seed)
+            plan = seg.plan(support, queries[0].shape, base)
+            row = {"dataset": ds.name, "n": n_used, "plan": plan.describe()}
+            for adapt in (False, True):
+                options = PredictOptions(method="universeg", seed=args.seed, adapt=adapt)
+                start = time.perf_counter()
+                if adapt:
+                    seg.adapted_model(support.enabled(), support.classes(), plan, options)
+                    row["adapt_s"] = time.perf_counter() - start
+                preds = seg.predict(support, queries, options)
+                row["adapted" if adapt else "plain"] = float(np.mean([dice(pr.labels > 0, t > 0) for pr, t in zip(preds, truths)]))
+            rows.append(row)
+            print(json.dumps(row), file=sys.stderr, flush=True)
+            if args.json:
+                args.json.write_text(json.dumps(rows, indent=1))
+    print(f"| data set | N | plan | Dice | adapted | adapt s |  (seed {args.seed})")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['dataset']} | {r['n']} | {r['plan']} | {r['plain']:.3f} | {r['adapted']:.3f} | {r['adapt_s']:.1f} |")
+
+
+if __name__ == "__main__":
+    main()

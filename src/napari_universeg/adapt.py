@@ -1,0 +1,101 @@
+"""Test-time adaptation: a few seconds of fine-tuning on episodes built from the support set.
+
+Each step, every example in turn (up to ``QUERIES_PER_STEP``) is the query and the others are its
+support, in the view the images will be segmented in (resized whole, or crops at the tile scale),
+with random flips, 90-degree turns and contrast changes; the loss is soft Dice + cross-entropy, as
+in training. A single example is cut into halves that predict each other. Only a copy of the
+model is changed; the weights on disk never are. Known from the literature on test-time tuning
+of few-shot segmenters (e.g. fine-tuning the encoder on the support set with episodes, as in
+"Take a Peek", 2025): gains come with a risk of overfitting the few examples, so steps and the
+learning rate are kept small.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .model import UniverSeg
+
+ADAPT_STEPS = 20
+ADAPT_LR = 3e-5  # the end of the training schedule's range: small steps from the shipped weights
+QUERIES_PER_STEP = 4
+
+
+def adapt_model(
+    model: UniverSeg,
+    pairs: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    steps: int = ADAPT_STEPS,
+    lr: float = ADAPT_LR,
+    seed: int = 0,
+    cancel: Callable[[], bool] | None = None,
+) -> UniverSeg | None:
+    """A fine-tuned copy of ``model`` (on the model's device, in eval mode); None if cancelled.
+
+    ``pairs``: per example, a (K, 1, size, size) float32 image tensor and the same-shaped 0/1
+    mask of one class, K views of it (1 resized view, or K crops); examples that are queries
+    are drawn from these, and their support from the other examples' views.
+    """
+    if len(pairs) < 2:
+        raise ValueError("adaptation needs at least two examples (or halves of one)")
+    device = next(model.parameters()).device
+    tuned = copy.deepcopy(model).float().train()
+    opt = torch.optim.Adam(tuned.parameters(), lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    for _ in range(steps):
+        if cancel is not None and cancel():
+            return None
+        queries = rng.permutation(len(pairs))[:QUERIES_PER_STEP]
+        q_img, q_mask, s_img, s_mask = [], [], [], []
+        for q in queries:
+            img, mask = _pick(pairs[q], rng)
+            q_img.append(img)
+            q_mask.append(mask)
+            support = [_pick(pairs[i], rng) for i in range(len(pairs)) if i != q]
+            s_img.append(torch.stack([s[0] for s in support]))
+            s_mask.append(torch.stack([s[1] for s in support]))
+        x, y = _augment(torch.stack(q_img), torch.stack(q_mask), gen)
+        si, sm = _augment(torch.stack(s_img).flatten(0, 1), torch.stack(s_mask).flatten(0, 1), gen)
+        si, sm = si.view(len(queries), -1, *si.shape[1:]), sm.view(len(queries), -1, *sm.shape[1:])
+        logits = tuned(x.to(device), si.to(device), sm.to(device))
+        loss = _loss(logits, y.to(device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return tuned.eval()
+
+
+def _pick(pair: tuple[torch.Tensor, torch.Tensor], rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    k = int(rng.integers(pair[0].shape[0]))
+    return pair[0][k], pair[1][k]
+
+
+def _augment(images: torch.Tensor, masks: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per item: a random flip and 90-degree turn (images and masks alike), and a random gamma and
+    contrast of the image. (N, 1, H, W) float32 in, the same out."""
+    out_i, out_m = [], []
+    for im, m in zip(images, masks):
+        k = int(torch.randint(4, (1,), generator=gen))
+        flip = bool(torch.randint(2, (1,), generator=gen))
+        im, m = torch.rot90(im, k, (-2, -1)), torch.rot90(m, k, (-2, -1))
+        if flip:
+            im, m = im.flip(-1), m.flip(-1)
+        gamma = float(torch.empty(1).uniform_(0.7, 1.4, generator=gen))
+        gain = float(torch.empty(1).uniform_(0.8, 1.2, generator=gen))
+        out_i.append((im.clamp(0, 1) ** gamma * gain).clamp(0, 1))
+        out_m.append(m)
+    return torch.stack(out_i), torch.stack(out_m)
+
+
+def _loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Soft Dice + binary cross-entropy, averaged over the batch (as in training)."""
+    logits, target = logits.float().flatten(1), target.float().flatten(1)
+    p = torch.sigmoid(logits)
+    soft_dice = (2 * (p * target).sum(1) + 1) / (p.sum(1) + target.sum(1) + 1)
+    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none").mean(1)
+    return (1 - soft_dice + bce).mean()

@@ -1,0 +1,233 @@
+"""How a support set is turned into predictions (a ``Plan``), and how "auto" chooses one.
+
+Candidates:
+- UniverSeg with the whole image resized to the model size, or over tiles at a scale;
+- the pixel classifier (random forest on multiscale features, pixel_classifier.py);
+- their blend: the mean of the best UniverSeg plan's probabilities and the classifier's.
+
+"auto" judges every candidate by leave-one-out on the user's own examples (``validated_plan``):
+each of up to MAX_HELD_OUT examples is predicted, whole, from the others, and scored by Dice. A
+single example is cut into two halves that predict each other. The winner's held-out Dice is the
+accuracy estimate shown to the user. This module knows nothing of torch: the UniverSeg
+predictions come from the caller (predict.Segmenter).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .metrics import class_dice
+from .pixel_classifier import FeatureCache, PixelClassifier, from_working, to_working
+from .support import Example
+
+METHODS = ("universeg", "pixels", "blend")
+MAX_HELD_OUT = 6  # examples that "auto" predicts from the others to choose the plan
+MAX_TILED_SIDE = 5  # "auto" tries tiled scales up to this many model sizes across the image
+# Held-out Dice by which a candidate must beat the default to replace it: tiles must beat the
+# (cheaper, global) resize, and a single method the blend (see validated_plan).
+MARGIN = 0.02
+# Scaled object thickness for "tiled" without a scale: best on 3 of the 4 evaldata sets when
+# this rule was "auto" (before leave-one-out; see git history of benchmarks/results/modes.md).
+TARGET_THICKNESS = 6.0
+
+
+@dataclass
+class Plan:
+    """How predictions are made: ``method`` says who predicts; ``mode`` and ``scale`` how UniverSeg
+    sees the images (unused by "pixels"). "auto" also fills ``estimate`` (held-out Dice of this plan
+    on the examples), ``candidates`` (every plan it tried, with theirs) and the fitted
+    ``classifier``."""
+
+    mode: str
+    scale: float = 1.0
+    method: str = "universeg"
+    estimate: float | None = field(default=None, compare=False)
+    candidates: list["Plan"] = field(default_factory=list, compare=False, repr=False)
+    classifier: Any = field(default=None, compare=False, repr=False)
+    held_out: int = field(default=0, compare=False)  # examples (or halves) the estimate was made on
+
+    @property
+    def uses_universeg(self) -> bool:
+        return self.method != "pixels"
+
+    @property
+    def uses_classifier(self) -> bool:
+        return self.method != "universeg"
+
+    def view(self) -> str:
+        return "whole image resized" if self.mode == "resize" else f"tiles at scale {self.scale:.2g}"
+
+    def describe(self) -> str:
+        if self.method == "pixels":
+            return "pixel classifier"
+        if self.method == "blend":
+            return f"UniverSeg ({self.view()}) + pixel classifier"
+        return self.view()
+
+    def estimate_message(self, n_examples: int) -> str:
+        """One line for the user, e.g. "expected Dice about 0.81 from your 4 examples"."""
+        if self.estimate is None:
+            return ""
+        text = f"expected Dice about {self.estimate:.2f} from your {n_examples} example{'s' * (n_examples != 1)}"
+        if self.estimate < 0.8:
+            text += "; painting more slices should help"
+        return text
+
+
+def object_thickness(masks: Sequence[np.ndarray]) -> float | None:
+    """Typical foreground thickness in px: 4 x mean distance to the background over foreground
+    pixels (the width of a line; about 2/3 of a disk's diameter). None if all masks are empty."""
+    from scipy.ndimage import distance_transform_edt
+
+    values = []
+    for m in masks:
+        fg = m > 0
+        if fg.any() and not fg.all():
+            values.append(4 * distance_transform_edt(fg)[fg].mean())
+    return float(np.median(values)) if values else None
+
+
+def choose_plan(examples: Sequence[Example], query_shape: tuple[int, int], size: int, mode: str, scale: float | None) -> Plan:
+    """A UniverSeg plan from the mode and scale, with a missing scale (and "auto") taken from the
+    masks' object size. "auto" is normally resolved by ``validated_plan``; this is its fallback."""
+    if mode == "resize":
+        return Plan("resize")
+    if mode == "tiled" and scale is not None:
+        return Plan("tiled", scale)
+    thick = object_thickness([ex.mask for ex in examples])
+    big = max(max(query_shape), *(max(ex.image.shape) for ex in examples))
+    resize_factor = size / big
+    if thick is None:  # nothing to measure: keep the global view
+        return Plan("resize") if mode == "auto" else Plan("tiled", 1.0)
+    chosen = float(np.clip(TARGET_THICKNESS / thick, resize_factor, 1.0))
+    if mode == "auto" and chosen <= resize_factor * 1.5:
+        return Plan("resize")
+    return Plan("tiled", chosen)
+
+
+def candidate_plans(shapes: Sequence[tuple[int, int]], size: int) -> list[Plan]:
+    """The UniverSeg views "auto" validates: resize, and tiles at the power-of-two scales that keep
+    the largest image between 1.5 and MAX_TILED_SIDE model sizes across."""
+    big = max(max(s) for s in shapes)
+    scales = [2.0**-k for k in range(8) if 1.5 * size < big * 2.0**-k < MAX_TILED_SIDE * size]
+    return [Plan("resize")] + [Plan("tiled", s) for s in scales]
+
+
+def halves(example: Example) -> list[Example]:
+    """The example cut across its longer side into two examples."""
+    axis = int(example.image.shape[1] > example.image.shape[0])
+    cut = example.image.shape[axis] // 2
+    parts = [np.split(a, [cut], axis=axis) for a in (example.image, example.mask)]
+    return [Example(np.ascontiguousarray(im), np.ascontiguousarray(m)) for im, m in zip(*parts)]
+
+
+def class_labels(mask: np.ndarray, classes: Sequence[int]) -> np.ndarray:
+    """(H, W) int64 labels: the mask's value where it is one of ``classes``, else 0."""
+    mask = np.asarray(mask).astype(np.int64)
+    return np.where(np.isin(mask, list(classes)), mask, 0)
+
+
+def labels_from_probs(probs: np.ndarray, classes: Sequence[int], threshold: float) -> np.ndarray:
+    """(H, W) int64 labels from (C, H, W) probabilities: the most probable class where it passes
+    the threshold, else 0."""
+    best = probs.argmax(0)
+    pmax = np.take_along_axis(probs, best[None], 0)[0]
+    return np.where(pmax > threshold, np.asarray(classes)[best], 0)
+
+
+def fit_classifier(examples: Sequence[Example], classes: Sequence[int], features: FeatureCache, seed: int = 0) -> PixelClassifier:
+    """A pixel classifier trained on the examples (features from the cache, at working size)."""
+    feats = [features(ex.image) for ex in examples]
+    labels = [to_working(class_labels(ex.mask, classes), f.shape[:2], nearest=True) for ex, f in zip(examples, feats)]
+    return PixelClassifier(seed=seed).fit(feats, labels)
+
+
+def classifier_probs(classifier: PixelClassifier, image: np.ndarray, classes: Sequence[int], features: FeatureCache) -> np.ndarray:
+    """(C, H, W) float32 probabilities of the classes for a 2D image."""
+    return from_working(classifier.predict_proba(features(image), classes), image.shape[:2])
+
+
+def validated_plan(
+    examples: Sequence[Example],
+    query_shape: tuple[int, int],
+    size: int,
+    classes: Sequence[int],
+    universeg_probs: Callable[[list[Example], np.ndarray, Plan], np.ndarray],
+    features: FeatureCache,
+    methods: Sequence[str] = METHODS,
+    threshold: float = 0.5,
+    seed: int = 0,
+    cancel: Callable[[], bool] | None = None,
+) -> Plan | None:
+    """Leave-one-out choice among the candidates (module docstring); None if ``cancel`` fired.
+
+    ``universeg_probs(support, image, plan)`` gives (C, H, W) probabilities of ``classes`` for a 2D
+    image from a list of examples. Only ``methods`` are tried ("pixels" needs no UniverSeg view).
+    Tiles must beat resize by MARGIN, since they cost more and lose the global view; tile scales
+    are tried from coarse to fine until held-out Dice falls, and a view that trails the best
+    complete one by more than MARGIN after two held-out examples is dropped with the finer ones.
+    The blend uses the best UniverSeg view and is the default: a single method must beat it by MARGIN. Held-out examples come from the
+    same images as the training examples, so they cannot show how a method copes with images that
+    differ from the examples (another day, another cell line); the pixel classifier, which fits the
+    examples' intensities closely, suffers most from that, and averaging it with UniverSeg hedges.
+    """
+    originals = list(examples)
+    examples = halves(originals[0]) if len(originals) == 1 else originals
+    held = range(min(len(examples), MAX_HELD_OUT))
+    truths = [class_labels(examples[h].mask, classes) for h in held]
+
+    def score(probs: list[np.ndarray], against: list[np.ndarray] = truths) -> float:
+        return float(np.mean([class_dice(labels_from_probs(p, classes, threshold), t, classes) for p, t in zip(probs, against)]))
+
+    def others(h: int) -> list[Example]:
+        return [ex for i, ex in enumerate(examples) if i != h]
+
+    views = [] if methods == ("pixels",) else candidate_plans([query_shape] + [ex.image.shape[:2] for ex in examples], size)
+    views = views[:1] + views[:0:-1]  # resize, then tiles from the coarsest scale to the finest
+    tried: list[Plan] = []  # every candidate, with its held-out Dice as estimate
+    view_probs = []
+    dices: list[list[float]] = []  # per view tried, per held-out example
+    for view in views:
+        probs, mine = [], []
+        for h in held:
+            if cancel is not None and cancel():
+                return None
+            probs.append(universeg_probs(others(h), examples[h].image, view))
+            mine.append(score(probs[-1:], truths[h : h + 1]))
+            leader = max((d for d in dices if len(d) == len(held)), key=np.mean, default=None)
+            if len(mine) >= 2 and leader is not None and np.mean(mine) < np.mean(leader[: len(mine)]) - MARGIN:
+                break  # behind the best view by more than the margin after two examples: drop it
+        if len(mine) < len(held):
+            tried.append(Plan(view.mode, view.scale, "universeg", estimate=float(np.mean(mine)), held_out=len(mine)))
+            break  # dropped: the finer scales are not tried either (below)
+        view_probs.append(probs)
+        dices.append(mine)
+        tried.append(Plan(view.mode, view.scale, "universeg", estimate=float(np.mean(mine)), held_out=len(mine)))
+        if len(tried) > 1 and tried[-1].estimate < tried[-2].estimate:
+            break  # finer scales lose more context: held-out Dice is taken to fall from here on
+    if views:
+        complete = tried[: len(view_probs)]  # the views validated on every held-out example
+        best = int(np.argmax([p.estimate + (MARGIN if p.mode == "resize" else 0.0) for p in complete]))
+        view = complete[best]
+    if "pixels" in methods or "blend" in methods:
+        pixel_probs = []
+        for h in held:
+            if cancel is not None and cancel():
+                return None
+            clf = fit_classifier(others(h), classes, features, seed)
+            pixel_probs.append(classifier_probs(clf, examples[h].image, classes, features))
+        tried.append(Plan("resize", 1.0, "pixels", estimate=score(pixel_probs), held_out=len(held)))
+        if views:
+            blend = [(u + p) / 2 for u, p in zip(view_probs[best], pixel_probs)]
+            tried.append(Plan(view.mode, view.scale, "blend", estimate=score(blend), held_out=len(held)))
+    singles = [p for p in tried if p.method in methods and p.method != "blend" and (p.method != "universeg" or p is view)]
+    chosen = max(singles, key=lambda p: p.estimate, default=None)  # the first (cheapest) wins a tie
+    if "blend" in methods and views and (chosen is None or chosen.estimate <= tried[-1].estimate + MARGIN):
+        chosen = tried[-1]
+    plan = replace(chosen, candidates=tried, held_out=len(held))
+    if plan.uses_classifier:
+        plan.classifier = fit_classifier(originals, classes, features, seed)
+    return plan
