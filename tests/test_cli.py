@@ -39,6 +39,18 @@ def test_segment_a_stack_and_reuse_the_saved_support_set(files, capsys):
     assert rc == 0 and np.array_equal(tifffile.imread(files / "again.tif"), labels)
 
 
+def test_segment_prints_the_choice_and_its_estimate(files, capsys):
+    out = files / "auto.tif"
+    assert main(["segment", str(files / "stack.tif"), "--out", str(out), *_support_args(files)]) == 0
+    err = capsys.readouterr().err
+    assert "expected Dice about " in err and "from your 2 examples" in err
+    assert main(["segment", str(files / "stack.tif"), "--out", str(out), *_support_args(files), "--predictor", "pixels"]) == 0
+    err = capsys.readouterr().err
+    assert "pixel classifier: expected Dice about " in err
+    truth = synthetic_stack(n_slices=4, size=64)[1]
+    assert (tifffile.imread(out)[1] == truth[1]).mean() > 0.95
+
+
 def test_segment_a_folder_of_sample_images(tmp_path):
     images, masks = neuron_files()
     folder = tmp_path / "in"

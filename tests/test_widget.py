@@ -50,11 +50,25 @@ def test_whole_workflow_on_a_synthetic_stack(widget, stack):
     assert tuple(out.scale) == (2.0, 0.5, 0.5) and tuple(out.translate) == (0, 10, 20)
     written = [z for z in range(8) if out.data[z].any()]
     assert len(written) >= 6
-    assert widget.status.text().startswith("done (whole image resized)")  # what "auto" chose
+    status = widget.status.text()  # what "auto" chose, and how well it predicted the examples
+    assert status.startswith("done (") and "expected Dice about " in status and "from your 2 examples" in status
     np.testing.assert_array_equal(widget.labels_layer().data, before)  # painting untouched
     # one Ctrl+Z undoes the whole run
     out.undo()
     assert not out.data.any()
+
+
+def test_predictor_choice_reaches_the_engine(widget, stack):
+    image, painted = stack
+    widget.add_painted_slices()
+    widget.method.setCurrentText("pixels")
+    widget.segment("all")
+    out = widget.viewer.layers["cells universeg"].data
+    assert widget.status.text().startswith("done (pixel classifier); expected Dice about ")
+    truth = synthetic_stack(n_slices=8, size=64, seed=1)[1]
+    from napari_universeg.metrics import dice
+
+    assert dice(out[3] > 0, truth[3] > 0) > 0.8  # bright disks: easy for the classifier
 
 
 def test_unpainted_only_and_fill_the_painted_layer(widget, stack):
