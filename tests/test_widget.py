@@ -71,6 +71,17 @@ def test_predictor_choice_reaches_the_engine(widget, stack):
     assert dice(out[3] > 0, truth[3] > 0) > 0.8  # bright disks: easy for the classifier
 
 
+def test_adapt_checkbox_reaches_the_engine(widget):
+    widget.add_painted_slices()
+    widget.method.setCurrentText("universeg")
+    widget.mode.setCurrentText("resize")
+    widget.adapt_check.setChecked(True)
+    widget.segment("current")
+    seg = widget._get_segmenter()
+    assert len(seg._adapted) == 1 and next(iter(seg._adapted.values())) is not seg.model
+    assert widget.status.text().startswith("done (whole image resized)")
+
+
 def test_unpainted_only_and_fill_the_painted_layer(widget, stack):
     image, painted = stack
     widget.add_painted_slices()

@@ -119,11 +119,13 @@ class UniverSegWidget(QWidget):
         self.probability_check = QCheckBox("also show probabilities")
         self.fill_painted_check = QCheckBox("write into unpainted slices of the painted layer")
         self.live_check = QCheckBox("live: segment each slice I move to")
+        self.adapt_check = QCheckBox("adapt the model to my examples (slower first run)")
+        self.adapt_check.setToolTip("fine-tune a copy of UniverSeg for a few seconds on your examples before segmenting; one class at a time")
         for label, w in (("max support size", self.support_size), ("ensemble", self.ensemble), ("threshold", self.threshold),
                          ("classes", self.classes), ("predictor", self.method), ("mode", self.mode), ("tiled scale", self.scale),
                          ("device", self.device)):
             form.addRow(label, w)
-        for w in (self.probability_check, self.fill_painted_check, self.live_check):
+        for w in (self.probability_check, self.fill_painted_check, self.live_check, self.adapt_check):
             form.addRow(w)
         layout.addWidget(box)
 
@@ -326,6 +328,7 @@ class UniverSegWidget(QWidget):
             mode=self.mode.currentText(),
             scale=self.scale.value() or None,
             method=self.method.currentText(),
+            adapt=self.adapt_check.isChecked(),
         )
 
     def _get_segmenter(self):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import Callable, Iterator, Sequence
 
@@ -46,6 +47,7 @@ __all__ = ["MODES", "Plan", "PredictOptions", "Segmenter", "SlicePrediction", "c
 MODES = ("auto", "resize", "tiled")
 MAX_CROPS_PER_EXAMPLE = 8  # more crops of one image add time, little information
 ADAPT_CROPS = 4  # crops per example that adaptation draws its tiled episodes from
+TENSOR_CACHE_BYTES = 256 << 20  # examples' normalised tensors kept between calls
 
 
 @dataclass
@@ -132,6 +134,8 @@ class Segmenter:
         self._plans: dict[str, Plan] = {}  # "auto" plans chosen by leave-one-out, per support set
         self.features = FeatureCache()  # pixel-classifier features of the images seen, by content
         self._adapted: dict[str, UniverSeg] = {}  # the last adapted copy of the model, by support set
+        self._tensors: OrderedDict[bytes, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()  # _example_tensors
+        self._tensor_bytes = 0
 
     @classmethod
     def from_weights(cls, weights: str = "default", device: str | None = None, precision: str = "auto", allow_download: bool = False) -> "Segmenter":
@@ -160,11 +164,28 @@ class Segmenter:
             return resize(t, (self.size, self.size), nearest=True)
         return resize(t, _scaled(t.shape[-2:], scale), nearest=True) if scale != 1 else t
 
+    def _example_tensors(self, example: Example, scale: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The example's image and mask tensors in a view, cached by content: "auto" uses each
+        example once per held-out example and view, and normalising a large image costs more
+        than hashing it."""
+        key = hashlib.blake2b(repr((scale, example.image.shape, example.image.dtype.str, example.mask.dtype.str)).encode())
+        key.update(np.ascontiguousarray(example.image).data)
+        key.update(np.ascontiguousarray(example.mask).data)
+        key = key.digest()
+        if key in self._tensors:
+            self._tensors.move_to_end(key)
+            return self._tensors[key]
+        pair = self._image_tensor(example.image.astype(np.float32), scale), self._mask_tensor(example.mask, scale)
+        self._tensors[key] = pair
+        self._tensor_bytes += sum(t.nbytes for t in pair)
+        while self._tensor_bytes > TENSOR_CACHE_BYTES and len(self._tensors) > 1:
+            self._tensor_bytes -= sum(t.nbytes for t in self._tensors.popitem(last=False)[1])
+        return pair
+
     def _support_tensors(self, examples: Sequence[Example], classes: Sequence[int], plan: Plan, options: PredictOptions):
         """Per class: a list (one per ensemble member) of (images, masks) of shape (1, S, 1, size, size)."""
         scale = None if plan.mode == "resize" else plan.scale
-        images = [self._image_tensor(ex.image.astype(np.float32), scale) for ex in examples]
-        labels = [self._mask_tensor(ex.mask, scale) for ex in examples]
+        images, labels = zip(*(self._example_tensors(ex, scale) for ex in examples))
         subsets = _subsets(len(examples), options)
         out = {}
         rng = np.random.default_rng(options.seed)
@@ -309,8 +330,8 @@ class Segmenter:
             pairs = []
             rng = np.random.default_rng(options.seed)
             for ex in (halves(examples[0]) if len(examples) == 1 else examples):
-                image = self._image_tensor(ex.image.astype(np.float32), scale)
-                mask = (self._mask_tensor(ex.mask, scale) == classes[0]).float()
+                image, mask = self._example_tensors(ex, scale)
+                mask = (mask == classes[0]).float()
                 if scale is None:
                     pairs.append((image[0:1], mask[0:1]))
                 else:
