@@ -117,6 +117,7 @@ def test_estimate_message(estimate, hint):
     assert text.startswith(f"expected Dice about {estimate:.2f} from your 4 examples")
     assert ("painting more slices should help" in text) == hint
     assert Plan("resize").estimate_message(4) == ""
+    assert "rough guess from the two halves of your one example" in plan.estimate_message(1)
 
 
 def test_finer_tile_scales_are_not_tried_once_held_out_dice_falls():

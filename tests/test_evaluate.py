@@ -181,3 +181,19 @@ def test_otsu_on_real_em_membranes():
     assert result["summary"]["1"]["n_used"] == 1
     assert len(result["runs"][0]["dice_per_query"]) == 15
     assert 0.0 < result["summary"]["1"]["mean"] <= 1.0
+
+
+def test_plugin_runs_carry_auto_estimate_and_plan(disks):
+    import torch
+
+    from napari_universeg.model import UniverSeg
+
+    torch.manual_seed(0)
+    method = get_method("universeg", model=UniverSeg((8, 8, 8, 8), (8, 8, 8)), device="cpu", precision="fp32")
+    result = run_protocol(disks, method, "universeg", support_sizes=(1, 4), seeds=(0,))
+    for run in result["runs"]:
+        assert 0.0 <= run["estimate"] <= 1.0 and isinstance(run["plan"], str)
+    for n in ("1", "4"):
+        assert result["summary"][n]["estimate"] == result["runs"][int(n == "4")]["estimate"]
+    # a random model cannot segment; the blend or the pixel classifier still finds bright disks
+    assert result["summary"]["4"]["mean"] > 0.8

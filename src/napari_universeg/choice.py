@@ -74,7 +74,9 @@ class Plan:
         """One line for the user, e.g. "expected Dice about 0.81 from your 4 examples"."""
         if self.estimate is None:
             return ""
-        text = f"expected Dice about {self.estimate:.2f} from your {n_examples} example{'s' * (n_examples != 1)}"
+        if n_examples == 1:  # the two halves of one example can differ a lot (one may be empty)
+            return f"expected Dice about {self.estimate:.2f}, a rough guess from the two halves of your one example; paint more slices for a better one"
+        text = f"expected Dice about {self.estimate:.2f} from your {n_examples} examples"
         if self.estimate < 0.8:
             text += "; painting more slices should help"
         return text
