@@ -97,11 +97,12 @@ def write_card(path: Path, card: dict, results: list[dict], notes: str = "") -> 
     ]
     if results:
         lines += [
-            "## Evaluation on real data (standard protocol of shared/evaldata, Dice mean ± std over seeds 0, 1, 2)",
+            "## Evaluation on real data (standard protocol of shared/evaldata, Dice mean ± std over seeds 0, 1, 2, and the worst seed)",
             "",
             comparison_table(results),
             "",
-            "Produced by `python benchmarks/accuracy.py` (UniverSeg in `auto` mode). Research-use data; used for evaluation only.",
+            "Produced by `python benchmarks/accuracy.py` (`--predictor universeg` for the weights alone, the default for the"
+            " plugin). Research-use data; used for evaluation only, never for training.",
             "",
         ]
     path.write_text("\n".join(lines) + "\n" + notes)
