@@ -132,7 +132,7 @@ class Segmenter:
         self.size = size
         self.weights_info = None  # set by from_weights
         self._plans: dict[str, Plan] = {}  # "auto" plans chosen by leave-one-out, per support set
-        self.features = FeatureCache()  # pixel-classifier features of the images seen, by content
+        self.features = FeatureCache(512 << 20)  # pixel-classifier features of images seen, by content
         self._adapted: dict[str, UniverSeg] = {}  # the last adapted copy of the model, by support set
         self._tensors: OrderedDict[bytes, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()  # _example_tensors
         self._tensor_bytes = 0
