@@ -17,13 +17,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from protocol_task import EVALDATA, evaluation_sets, protocol_task
 
-from napari_universeg.evaluate import load_dataset, protocol_split
 from napari_universeg.metrics import dice
 from napari_universeg.predict import PredictOptions, Segmenter
-from napari_universeg.support import SupportSet
-
-EVALDATA = Path(__file__).resolve().parents[2] / "shared" / "evaldata"
 
 
 def main() -> None:
@@ -35,14 +32,9 @@ def main() -> None:
     args = p.parse_args()
     seg = Segmenter.from_weights("default")
     rows = []
-    for folder in sorted(d for d in args.data.iterdir() if (d / "images").is_dir()):
-        ds = load_dataset(folder)
+    for ds in evaluation_sets(args.data):
         for size in (int(s) for s in args.sizes.split(",")):
-            support_ids, query_ids, n_used = protocol_split(ds.ids, size, args.seed)
-            support = SupportSet()
-            for i in support_ids:
-                support.add(ds.image(i), ds.mask(i))
-            queries, truths = [ds.image(i) for i in query_ids], [ds.mask(i) for i in query_ids]
+            support, queries, truths, n_used = protocol_task(ds, size, args.seed)
             base = PredictOptions(method="universeg", seed=args.seed)
             plan = seg.plan(support, queries[0].shape, base)
             row = {"dataset": ds.name, "n": n_used, "plan": plan.describe()}

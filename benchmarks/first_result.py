@@ -11,17 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
-import numpy as np
+from protocol_task import EVALDATA, evaluation_sets, protocol_task, timed_run
 
-from napari_universeg.evaluate import load_dataset, protocol_split
-from napari_universeg.metrics import dice
 from napari_universeg.predict import PredictOptions, Segmenter
-from napari_universeg.support import SupportSet
-
-EVALDATA = Path(__file__).resolve().parents[2] / "shared" / "evaldata"
 
 
 def main() -> None:
@@ -32,24 +26,13 @@ def main() -> None:
     p.add_argument("--queries", type=int, default=3)
     args = p.parse_args()
     seg = Segmenter.from_weights("default")
-    for folder in sorted(d for d in args.data.iterdir() if (d / "images").is_dir()):
-        ds = load_dataset(folder)
+    for ds in evaluation_sets(args.data):
         for n in (int(s) for s in args.sizes.split(",")):
-            support_ids, query_ids, n_used = protocol_split(ds.ids, n, args.seed)
-            support = SupportSet()
-            for i in support_ids:
-                support.add(ds.image(i), ds.mask(i))
-            queries = [ds.image(i) for i in query_ids[: args.queries]]
+            support, queries, truths, n_used = protocol_task(ds, n, args.seed, args.queries)
             seg._plans.clear()
-            start = time.perf_counter()
-            preds = seg.iter_predict(support, queries, PredictOptions())
-            first = next(preds)
-            first_s = time.perf_counter() - start
-            rest = list(preds)
-            per_query = (time.perf_counter() - start - first_s) / max(1, len(rest))
-            scores = [dice(r.labels > 0, ds.mask(i) > 0) for r, i in zip([first, *rest], query_ids)]
-            print(json.dumps({"dataset": ds.name, "n": n_used, "plan": first.plan.describe(), "first_s": round(first_s, 1),
-                              "per_query_s": round(per_query, 2), "dice": round(float(np.mean(scores)), 3)}), flush=True)
+            r = timed_run(seg, support, queries, truths, PredictOptions())
+            print(json.dumps({"dataset": ds.name, "n": n_used, "plan": r["plan"].describe(), "first_s": round(r["first_s"], 1),
+                              "per_query_s": round(r["per_query_s"], 2), "dice": round(r["dice"], 3)}), flush=True)
 
 
 if __name__ == "__main__":

@@ -14,28 +14,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
+from protocol_task import EVALDATA, evaluation_sets, protocol_task, timed_run
 
-from napari_universeg.evaluate import load_dataset, protocol_split
-from napari_universeg.metrics import dice
 from napari_universeg.predict import PredictOptions, Segmenter
-from napari_universeg.support import SupportSet
-
-EVALDATA = Path(__file__).resolve().parents[2] / "shared" / "evaldata"
-
-
-def timed_run(seg: Segmenter, support: SupportSet, queries: list, truths: list, options: PredictOptions) -> dict:
-    start = time.perf_counter()
-    preds = seg.iter_predict(support, queries, options)
-    first = next(preds)
-    first_s = time.perf_counter() - start
-    rest = list(preds)
-    per_query = (time.perf_counter() - start - first_s) / max(1, len(rest))
-    scores = [dice(p.labels > 0, t > 0) for p, t in zip([first, *rest], truths)]
-    return {"dice": float(np.mean(scores)), "first_s": first_s, "per_query_s": per_query, "plan": first.plan}
 
 
 def main() -> None:
@@ -48,13 +31,8 @@ def main() -> None:
     args = p.parse_args()
     seg = Segmenter.from_weights(args.weights)
     rows = []
-    for folder in sorted(d for d in args.data.iterdir() if (d / "images").is_dir()):
-        ds = load_dataset(folder)
-        support_ids, query_ids, n_used = protocol_split(ds.ids, args.size, args.seed)
-        support = SupportSet()
-        for i in support_ids:
-            support.add(ds.image(i), ds.mask(i))
-        queries, truths = [ds.image(i) for i in query_ids], [ds.mask(i) for i in query_ids]
+    for ds in evaluation_sets(args.data):
+        support, queries, truths, n_used = protocol_task(ds, args.size, args.seed)
         seg._plans.clear()
         seg.features.items.clear()
         seg.features.bytes = 0

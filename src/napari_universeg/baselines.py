@@ -14,8 +14,7 @@ from __future__ import annotations
 import numpy as np
 from skimage.filters import threshold_otsu
 
-from .evaluate import PredictFn
-from .metrics import dice
+from .metrics import PredictFn, dice
 from .pixel_classifier import N_TREES, FeatureCache, PixelClassifier, from_working, to_working
 
 

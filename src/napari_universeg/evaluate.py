@@ -23,12 +23,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .metrics import dice
+from .metrics import PredictFn, dice
 
 __all__ = ["EvalDataset", "PredictFn", "comparison_table", "dice", "format_table", "get_method", "load_dataset", "protocol_split", "run_protocol"]
 
-# (support_images, support_masks, query_images) -> one binary HxW mask per query.
-PredictFn = Callable[[list[np.ndarray], list[np.ndarray], list[np.ndarray]], list[np.ndarray]]
 
 
 

@@ -1,10 +1,14 @@
-"""Overlap scores shared by the evaluation protocol and the validated choice of "auto"."""
+"""Overlap scores, and the signature of a few-shot method, shared by the evaluation protocol,
+its baselines and the validated choice of "auto"."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
+
+# (support_images, support_masks, query_images) -> one binary HxW mask per query.
+PredictFn = Callable[[list[np.ndarray], list[np.ndarray], list[np.ndarray]], list[np.ndarray]]
 
 
 def dice(pred: np.ndarray, gt: np.ndarray) -> float:

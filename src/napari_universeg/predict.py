@@ -33,6 +33,7 @@ from .choice import (
     classifier_probs,
     fit_classifier,
     halves,
+    labels_from_probs,
     object_thickness,
     validated_plan,
 )
@@ -134,7 +135,7 @@ class Segmenter:
         self._plans: dict[str, Plan] = {}  # "auto" plans chosen by leave-one-out, per support set
         self.features = FeatureCache(512 << 20)  # pixel-classifier features of images seen, by content
         self._adapted: dict[str, UniverSeg] = {}  # the last adapted copy of the model, by support set
-        self._tensors: OrderedDict[bytes, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()  # _example_tensors
+        self._tensors: OrderedDict[str, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()  # _example_tensors
         self._tensor_bytes = 0
 
     @classmethod
@@ -168,10 +169,7 @@ class Segmenter:
         """The example's image and mask tensors in a view, cached by content: "auto" uses each
         example once per held-out example and view, and normalising a large image costs more
         than hashing it."""
-        key = hashlib.blake2b(repr((scale, example.image.shape, example.image.dtype.str, example.mask.dtype.str)).encode())
-        key.update(np.ascontiguousarray(example.image).data)
-        key.update(np.ascontiguousarray(example.mask).data)
-        key = key.digest()
+        key = self._support_key([example], scale)
         if key in self._tensors:
             self._tensors.move_to_end(key)
             return self._tensors[key]
@@ -345,6 +343,7 @@ class Segmenter:
 
     @staticmethod
     def _support_key(examples, extra) -> str:
+        """A digest of the examples' arrays (content, shape, dtype) and of ``extra``."""
         key = hashlib.blake2b(repr(extra).encode())
         for ex in examples:
             for a in (ex.image, ex.mask):
@@ -423,11 +422,9 @@ class Segmenter:
 
     @staticmethod
     def _combine(index: int, probs: np.ndarray, classes: Sequence[int], threshold: float, plan: Plan | None = None) -> SlicePrediction:
-        best = probs.argmax(0)
-        pmax = np.take_along_axis(probs, best[None], 0)[0]
         dtype = np.uint8 if max(classes) < 256 else np.uint16
-        labels = np.where(pmax > threshold, np.asarray(classes)[best], 0).astype(dtype)
-        return SlicePrediction(index, labels, pmax.astype(np.float32), plan)
+        labels = labels_from_probs(probs, classes, threshold).astype(dtype)
+        return SlicePrediction(index, labels, probs.max(0).astype(np.float32), plan)
 
     def predict(self, support: SupportSet, images, options: PredictOptions | None = None, **kwargs) -> list[SlicePrediction]:
         return list(self.iter_predict(support, images, options, **kwargs))
