@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .metrics import class_dice
-from .pixel_classifier import FeatureCache, PixelClassifier, from_working, to_working
+from .pixel_classifier import N_TREES, FeatureCache, PixelClassifier, from_working, to_working
 from .support import Example
 
 METHODS = ("universeg", "pixels", "blend")
@@ -143,11 +143,11 @@ def labels_from_probs(probs: np.ndarray, classes: Sequence[int], threshold: floa
     return np.where(pmax > threshold, np.asarray(classes)[best], 0)
 
 
-def fit_classifier(examples: Sequence[Example], classes: Sequence[int], features: FeatureCache, seed: int = 0) -> PixelClassifier:
+def fit_classifier(examples: Sequence[Example], classes: Sequence[int], features: FeatureCache, seed: int = 0, n_trees: int = N_TREES) -> PixelClassifier:
     """A pixel classifier trained on the examples (features from the cache, at working size)."""
     feats = [features(ex.image) for ex in examples]
     labels = [to_working(class_labels(ex.mask, classes), f.shape[:2], nearest=True) for ex, f in zip(examples, feats)]
-    return PixelClassifier(seed=seed).fit(feats, labels)
+    return PixelClassifier(n_trees, seed=seed).fit(feats, labels)
 
 
 def classifier_probs(classifier: PixelClassifier, image: np.ndarray, classes: Sequence[int], features: FeatureCache) -> np.ndarray:
@@ -220,12 +220,15 @@ def validated_plan(
         best = int(np.argmax([p.estimate + (MARGIN if p.mode == "resize" else 0.0) for p in complete]))
         view = complete[best]
     if "pixels" in methods or "blend" in methods:
-        pixel_probs = []
+        # One forest per held-out example, without it, with a share of the trees: together they
+        # are the classifier for the queries (each tree saw all examples but one), so choosing
+        # costs about one forest's fit.
+        parts, pixel_probs = [], []
         for h in held:
             if cancel is not None and cancel():
                 return None
-            clf = fit_classifier(others(h), classes, features, seed)
-            pixel_probs.append(classifier_probs(clf, examples[h].image, classes, features))
+            parts.append(fit_classifier(others(h), classes, features, seed + h, -(-N_TREES // len(held))))
+            pixel_probs.append(classifier_probs(parts[-1], examples[h].image, classes, features))
         tried.append(Plan("resize", 1.0, "pixels", estimate=score(pixel_probs), held_out=len(held)))
         if views:
             blend = [(u + p) / 2 for u, p in zip(view_probs[best], pixel_probs)]
@@ -236,5 +239,5 @@ def validated_plan(
         chosen = tried[-1]
     plan = replace(chosen, candidates=tried, held_out=len(held))
     if plan.uses_classifier:
-        plan.classifier = fit_classifier(originals, classes, features, seed)
+        plan.classifier = PixelClassifier.union(parts)
     return plan
