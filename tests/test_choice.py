@@ -128,7 +128,9 @@ def test_estimate_message(estimate, hint):
     assert text.startswith(f"expected Dice about {estimate:.2f} from your 4 examples")
     assert ("painting more slices should help" in text) == hint
     assert Plan("resize").estimate_message(4) == ""
-    assert "rough guess from the two halves of your one example" in plan.estimate_message(1)
+    assert "rough guess from the two halves of your first example" in plan.estimate_message(1)
+    plan.examples = 2  # chosen on 2, kept while the user added more
+    assert "from your first 2 examples" in plan.estimate_message(5)
 
 
 def test_finer_tile_scales_are_not_tried_once_held_out_dice_falls():

@@ -51,6 +51,7 @@ class Plan:
     candidates: list["Plan"] = field(default_factory=list, compare=False, repr=False)
     classifier: Any = field(default=None, compare=False, repr=False)
     held_out: int = field(default=0, compare=False)  # examples (or halves) the estimate was made on
+    examples: int = field(default=0, compare=False)  # examples in the support set when chosen
 
     @property
     def uses_universeg(self) -> bool:
@@ -71,13 +72,16 @@ class Plan:
         return self.view()
 
     def estimate_message(self, n_examples: int) -> str:
-        """One line for the user, e.g. "expected Dice about 0.81 from your 4 examples"."""
+        """One line for the user, e.g. "expected Dice about 0.81 from your 4 examples";
+        ``n_examples``: how many there are now (the plan may have been chosen on fewer)."""
         if self.estimate is None:
             return ""
-        if n_examples == 1:  # the two halves of one example can differ a lot (one may be empty)
-            return f"expected Dice about {self.estimate:.2f}, a rough guess from the two halves of your one example; paint more slices for a better one"
-        text = f"expected Dice about {self.estimate:.2f} from your {n_examples} examples"
-        if self.estimate < 0.8:
+        chosen_on = self.examples or n_examples
+        if chosen_on == 1:  # the two halves of one example can differ a lot (one may be empty)
+            text = f"expected Dice about {self.estimate:.2f}, a rough guess from the two halves of your first example"
+        else:
+            text = f"expected Dice about {self.estimate:.2f} from your {'first ' if chosen_on < n_examples else ''}{chosen_on} examples"
+        if self.estimate < 0.8 or chosen_on == 1:
             text += "; painting more slices should help"
         return text
 
@@ -222,7 +226,7 @@ def validated_plan(
     if "pixels" in methods or "blend" in methods:
         # One forest per held-out example, without it, with a share of the trees: together they
         # are the classifier for the queries (each tree saw all examples but one), so choosing
-        # costs about one forest's fit.
+        # costs about one forest's fit (two with one example).
         parts, pixel_probs = [], []
         for h in held:
             if cancel is not None and cancel():
@@ -237,7 +241,7 @@ def validated_plan(
     chosen = max(singles, key=lambda p: p.estimate, default=None)  # the first (cheapest) wins a tie
     if "blend" in methods and views and (chosen is None or chosen.estimate <= tried[-1].estimate + BLEND_LOSS):
         chosen = tried[-1]
-    plan = replace(chosen, candidates=tried, held_out=len(held))
-    if plan.uses_classifier:
-        plan.classifier = PixelClassifier.union(parts)
+    plan = replace(chosen, candidates=tried, held_out=len(held), examples=len(originals))
+    if plan.uses_classifier:  # each half-forest saw half of a single example: fit one on all of it
+        plan.classifier = PixelClassifier.union(parts) if len(originals) > 1 else fit_classifier(originals, classes, features, seed)
     return plan
