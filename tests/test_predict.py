@@ -187,6 +187,23 @@ def test_auto_plan_is_validated_once_per_support_set(segmenter, stack, monkeypat
     assert len(calls) == 3
 
 
+def test_a_support_set_that_grew_keeps_its_choice_with_a_new_classifier(segmenter, stack, monkeypatch):
+    image, labels = stack
+    seg = Segmenter(segmenter.model, "cpu", "fp32", size=64)
+    calls = []
+    import napari_universeg.predict as predict_module
+
+    validated = predict_module.validated_plan
+    monkeypatch.setattr(predict_module, "validated_plan", lambda *a: calls.append(1) or validated(*a))
+    first = seg.predict(_support(image, labels, (0, 3)), image[:1])[0].plan
+    grown = seg.predict(_support(image, labels, (0, 3, 5)), image[:1])[0].plan
+    assert len(calls) == 1 and grown == first and grown.examples == first.examples == 2
+    assert grown.estimate == first.estimate and grown.classifier is not first.classifier
+    assert [p.n_trees for p in first.classifier.parts] == [25, 25] and grown.classifier.n_trees == 50
+    seg.predict(_support(image, labels, (0, 5)), image[:1])  # not a superset of a chosen one: choose
+    assert len(calls) == 2
+
+
 def test_auto_chooses_tiles_for_small_spots_in_large_images():
     """Spots 9 px across in 512 px images vanish when resized to 128 px; leave-one-out on the
     examples (or on the halves of a single one) must notice that and choose tiles for UniverSeg.

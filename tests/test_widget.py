@@ -108,6 +108,26 @@ def test_current_slice_accept_and_suggest(widget):
     assert idx is not None and idx not in [(1,), (5,), (3,)]
 
 
+def test_accept_segments_the_rest_nearest_first_and_keeps_the_users_corrections(widget, monkeypatch):
+    widget.add_painted_slices()
+    widget.segment("all")
+    out = widget.viewer.layers["cells universeg"]
+    out.data[6] = 0  # a correction the user has not accepted yet
+    out.data[3, :5, :5] = 2  # the correction to accept
+    before = out.data.copy()
+    order = []
+    write = W._write_slice
+    monkeypatch.setattr(W, "_write_slice", lambda layer, idx, values: order.append(idx) or write(layer, idx, values))
+    widget.viewer.dims.set_point(0, 6.0)  # data slice 3
+    widget.accept_current_slice()
+    assert len(widget.support) == 3
+    # every slice but the examples (1, 3, 5) and the corrected 6, nearest to slice 3 first
+    assert order == [(2,), (4,), (0,), (7,)]
+    np.testing.assert_array_equal(out.data[[1, 3, 5, 6]], before[[1, 3, 5, 6]])
+    out.undo()  # the re-run is one undo step, back to the state the user had
+    np.testing.assert_array_equal(out.data, before)
+
+
 def test_background_worker_progress_and_cancel(widget, qtbot):
     widget.synchronous = False
     widget.add_painted_slices()

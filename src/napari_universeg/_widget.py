@@ -7,6 +7,7 @@ Results go to a separate Labels layer "<image> universeg" through ``data_setitem
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,6 +36,7 @@ from qtpy.QtWidgets import (
 )
 
 from ._slicing import Index, SliceView, all_slices, painted_slices, read_slice
+from .suggest import expected_dice, next_slice
 from .support import SupportSet
 
 if TYPE_CHECKING:
@@ -59,7 +61,8 @@ class UniverSegWidget(QWidget):
         self._cancel = False
         self._output_layer_ref: Labels | None = None  # where the running job writes
         self._history = None  # the running job's block_history context (one undo step per run)
-        self._last_probs: dict[Index, float] = {}  # slice -> mean certainty of the last run
+        self._expected: dict[Index, float] = {}  # slice -> expected Dice of its last result (suggest.py)
+        self._written: dict[tuple[str, Index], str] = {}  # (layer, slice) -> digest of the labels a run wrote
         self._last_plan = None  # how the last run showed images to the model (what "auto" chose)
         self._live_timer = QTimer(self, singleShot=True, interval=300)
         self._live_timer.timeout.connect(lambda: self.segment("current"))
@@ -251,7 +254,9 @@ class UniverSegWidget(QWidget):
             return
         idx = self.current_index(out)
         if self._add(image, out, idx, source_layer=f"accepted {out.name}"):
-            self._set_status(f"accepted slice {idx}; {len(self.support)} example(s). Re-run to improve the rest.")
+            self._set_status(f"accepted slice {idx}; {len(self.support)} example(s)")
+            if idx:  # a stack: segment the rest again, nearest slices first
+                self.segment("rest")
 
     def remove_selected(self) -> None:
         for item in sorted(self.support_list.selectedItems(), key=self.support_list.row, reverse=True):
@@ -358,7 +363,10 @@ class UniverSegWidget(QWidget):
                                       translate=image.translate[: len(shape)], opacity=0.6)
 
     def segment(self, which: str = "all") -> None:
-        """Segment the current slice, all slices, or the unpainted ones ("current" | "all" | "unpainted")."""
+        """Segment the current slice, all slices, the unpainted ones, or the rest after an accept
+        ("current" | "all" | "unpainted" | "rest"), nearest to the current slice first. "rest" is
+        every slice of the output layer that is not an example and that the user has not edited
+        since a run wrote it."""
         if self._worker is not None:
             if which == "current" and self.live_check.isChecked():
                 self.cancel()  # live mode: drop the stale job, retry once it has stopped
@@ -384,13 +392,19 @@ class UniverSegWidget(QWidget):
             return
         shape = image.data.shape
         slices = all_slices(shape, image.rgb)
+        here = self.current_index(labels)
         if which == "current":
-            todo = [self.current_index(labels)]
+            todo = [here]
         elif which == "unpainted":
             painted = set(painted_slices(labels.data))
             todo = [s for s in slices if s not in painted]
+        elif which == "rest":
+            out = self._output_layer(image, create=False)
+            examples = {tuple(ex.meta.get("index", ())) for ex in self.support if ex.meta.get("image") == image.name}
+            todo = [s for s in slices if s not in examples and (out is None or not self._edited(out, s))]
         else:
             todo = slices
+        todo.sort(key=lambda s: (sum(abs(a - b) for a, b in zip(s, here)), s))
         if not todo:
             show_info("UniverSeg: every slice is painted already: nothing to segment")
             return
@@ -422,10 +436,11 @@ class UniverSegWidget(QWidget):
             if fill_painted and np.asarray(read_slice(target.data, idx)).any():
                 return  # painted by the user meanwhile: keep their labels
             _write_slice(target, idx, pred.labels)
+            self._written[target.name, idx] = _digest(np.asarray(read_slice(target.data, idx)))
             if prob_layer is not None and prob_layer in self.viewer.layers:
                 prob_layer.data[idx] = pred.probability
                 prob_layer.refresh()
-            self._last_probs[idx] = float(np.mean(np.abs(pred.probability - 0.5)))
+            self._expected[idx] = expected_dice(pred.labels, pred.probability)
             self._last_plan = pred.plan
 
         self._set_running(True, f"segmenting {len(todo)} slice(s)...")
@@ -481,20 +496,24 @@ class UniverSegWidget(QWidget):
     def _set_status(self, text: str) -> None:
         self.status.setText(text)
 
+    def _edited(self, layer: Labels, idx: Index) -> bool:
+        """True if the slice differs from what the last run wrote there (the user corrected it)."""
+        written = self._written.get((layer.name, idx))
+        return written is not None and _digest(np.asarray(read_slice(layer.data, idx))) != written
+
     def suggest_next_slice(self) -> Index | None:
-        """Move the viewer to the least certain slice of the last run that is not an example."""
-        used = {tuple(ex.meta.get("index", ())) for ex in self.support}
-        candidates = {k: v for k, v in self._last_probs.items() if k not in used}
-        if not candidates:
+        """Move the viewer to the slice of the last run with the lowest expected Dice that is not
+        an example (suggest.py)."""
+        idx = next_slice(self._expected, (tuple(ex.meta.get("index", ())) for ex in self.support))
+        if idx is None:
             show_info("UniverSeg: segment all slices first; then I can point to the least certain one")
             return None
-        idx = min(candidates, key=candidates.get)
         image = self.image_layer()
         if image is not None and idx:
             world = image.data_to_world(list(idx) + [0, 0])
             for axis, value in enumerate(world[: len(idx)]):
                 self.viewer.dims.set_point(axis + self.viewer.dims.ndim - image.ndim, value)
-        self._set_status(f"least certain slice: {idx}; correct it and accept it as an example")
+        self._set_status(f"least certain slice: {idx} (expected Dice {self._expected[idx]:.2f}); correct it and accept it as an example")
         return idx
 
     def _on_step(self, event=None) -> None:
@@ -504,6 +523,10 @@ class UniverSegWidget(QWidget):
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt API
         self.cancel()
         super().closeEvent(event)
+
+
+def _digest(labels: np.ndarray) -> str:
+    return hashlib.blake2b(np.ascontiguousarray(labels).data, digest_size=16).hexdigest()
 
 
 def _write_slice(layer: Labels, idx: Index, values: np.ndarray) -> None:

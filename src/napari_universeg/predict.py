@@ -49,6 +49,7 @@ MODES = ("auto", "resize", "tiled")
 MAX_CROPS_PER_EXAMPLE = 8  # more crops of one image add time, little information
 ADAPT_CROPS = 4  # crops per example that adaptation draws its tiled episodes from
 TENSOR_CACHE_BYTES = 256 << 20  # examples' normalised tensors kept between calls
+PLANS_KEPT = 8  # chosen plans kept (each holds a fitted classifier of a few MB)
 
 
 @dataclass
@@ -132,7 +133,8 @@ class Segmenter:
             raise ValueError(f"model size {size} must be divisible by {model.divisor}")
         self.size = size
         self.weights_info = None  # set by from_weights
-        self._plans: dict[str, Plan] = {}  # "auto" plans chosen by leave-one-out, per support set
+        # "auto" plans chosen by leave-one-out, per support set: (plan, options key, example keys)
+        self._plans: dict[str, tuple[Plan, str, frozenset[str]]] = {}
         self.features = FeatureCache(512 << 20)  # pixel-classifier features of images seen, by content
         self._adapted: dict[str, UniverSeg] = {}  # the last adapted copy of the model, by support set
         self._tensors: OrderedDict[str, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()  # _example_tensors
@@ -358,35 +360,48 @@ class Segmenter:
 
         With mode "auto", the view (and with method "auto" also the method) is chosen by
         leave-one-out on the examples (choice.validated_plan), which also gives the accuracy
-        estimate. None if ``cancel`` returned True."""
+        estimate. A support set that only grew since a choice keeps that choice, with the pixel
+        classifier fitted anew: the annotation loop adds one example per round, and choosing again
+        would cost far more than the round itself. None if ``cancel`` returned True."""
         examples = support.enabled()
         if options.mode != "auto" and options.method in ("auto", "universeg"):
             return choose_plan(examples, query_shape, self.size, options.mode, options.scale)
-        key = self._support_key(examples, (query_shape, replace(options, adapt=False)))
-        if key not in self._plans:
-            classes = self._classes(support, options)
-            if options.mode == "auto":
-                methods = METHODS if options.method == "auto" else (options.method,)
-                plan = validated_plan(
-                    examples,
-                    query_shape,
-                    self.size,
-                    classes,
-                    lambda exs, image, view: self.universeg_probs(exs, image, view, classes, options),
-                    self.features,
-                    methods,
-                    options.threshold,
-                    options.seed,
-                    cancel,
-                )
-                if plan is None:
-                    return None
-            else:  # a given method (with a given view, where it uses UniverSeg)
-                view = choose_plan(examples, query_shape, self.size, options.mode, options.scale)
-                plan = Plan(view.mode, view.scale, options.method)
+        context = self._support_key([], (query_shape, replace(options, adapt=False)))
+        members = frozenset(self._support_key([ex], None) for ex in examples)
+        key = self._support_key(examples, context)
+        if key in self._plans:
+            self._plans[key] = self._plans.pop(key)  # most recently used last
+            return self._plans[key][0]
+        classes = self._classes(support, options)
+        earlier = [(len(m), p) for p, c, m in self._plans.values() if c == context and m < members]
+        if earlier:  # the largest support set this one grew from
+            plan = replace(max(earlier, key=lambda e: e[0])[1])
+            if plan.uses_classifier:
                 plan.classifier = fit_classifier(examples, classes, self.features, options.seed)
-            self._plans[key] = plan
-        return self._plans[key]
+        elif options.mode == "auto":
+            methods = METHODS if options.method == "auto" else (options.method,)
+            plan = validated_plan(
+                examples,
+                query_shape,
+                self.size,
+                classes,
+                lambda exs, image, view: self.universeg_probs(exs, image, view, classes, options),
+                self.features,
+                methods,
+                options.threshold,
+                options.seed,
+                cancel,
+            )
+            if plan is None:
+                return None
+        else:  # a given method (with a given view, where it uses UniverSeg)
+            view = choose_plan(examples, query_shape, self.size, options.mode, options.scale)
+            plan = Plan(view.mode, view.scale, options.method, examples=len(examples))
+            plan.classifier = fit_classifier(examples, classes, self.features, options.seed)
+        self._plans[key] = (plan, context, members)
+        while len(self._plans) > PLANS_KEPT:
+            self._plans.pop(next(iter(self._plans)))
+        return plan
 
     def _read(self, images, i: int, channel: int | None) -> np.ndarray:
         im = to_grey(np.asarray(images[i]), channel, what=f"slice {i}")

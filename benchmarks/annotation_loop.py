@@ -1,0 +1,148 @@
+"""A simulated user in the annotation loop: paint one slice, segment the rest, then each round paint
+one more slice perfectly (chosen by a strategy), accept it and segment the rest again.
+
+    python benchmarks/annotation_loop.py [--data ../shared/evaldata]
+        [--sets isbi2012_em_membranes,pfcpn_brightfield_neurons] [--slices 30] [--rounds 4]
+        [--strategies suggest,random,spread] [--seed 0] [--json out.json] [--plot out.png]
+
+Series: the first ``--slices`` images of each set (sorted ids; the EM set is one serial stack).
+The start slice is the middle one. Strategies for the next slice: "suggest" (the plugin's
+suggestion, lowest expected Dice, suggest.py), "random" (seeded) and "spread" (farthest from the
+painted ones). Each round segments the unpainted slices nearest-first to the slice painted last,
+as the widget does after an accept, with one Segmenter kept across rounds, as in a session.
+Prints one line per round (Dice on the unpainted slices, seconds to the first result and to the
+last) and a table; --json keeps every round, --plot draws Dice against painted slices.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from protocol_task import EVALDATA
+
+from napari_universeg.evaluate import dice, load_dataset
+from napari_universeg.predict import PredictOptions, Segmenter
+from napari_universeg.suggest import expected_dice, next_slice
+from napari_universeg.support import SupportSet
+
+STRATEGIES = ("suggest", "random", "spread")
+
+
+def nearest_first(indices: list[int], to: int) -> list[int]:
+    """The indices ordered by distance to ``to`` (ties: the lower index first)."""
+    return sorted(indices, key=lambda i: (abs(i - to), i))
+
+
+def pick(strategy: str, scores: dict[int, float], painted: list[int], n: int, rng: np.random.Generator) -> int:
+    """The next slice to paint."""
+    rest = [i for i in range(n) if i not in painted]
+    if strategy == "suggest":
+        return next_slice(scores, painted)
+    if strategy == "random":
+        return int(rng.choice(rest))
+    return max(rest, key=lambda i: (min(abs(i - p) for p in painted), -i))  # spread
+
+
+def run_loop(seg: Segmenter, images: list, masks: list, strategy: str, rounds: int, seed: int, options: PredictOptions) -> list[dict]:
+    """One simulated session; one dict per round."""
+    n = len(images)
+    painted = [n // 2]
+    rng = np.random.default_rng(seed)
+    seg._plans.clear()  # a new session chooses its plan anew
+    out = []
+    for r in range(1, rounds + 1):
+        support = SupportSet()
+        for i in painted:
+            support.add(images[i], masks[i], source=f"slice {i}")
+        rest = nearest_first([i for i in range(n) if i not in painted], painted[-1])
+        start = time.perf_counter()
+        scores, dices, first_s = {}, [], None
+        for pred in seg.iter_predict(support, images, options, indices=rest):
+            if first_s is None:
+                first_s = time.perf_counter() - start
+            scores[pred.index] = expected_dice(pred.labels, pred.probability)
+            dices.append(dice(pred.labels > 0, masks[pred.index] > 0))
+        total_s = time.perf_counter() - start
+        plan = pred.plan
+        row = {"round": r, "painted": list(painted), "dice_rest": float(np.mean(dices)), "first_s": first_s, "round_s": total_s,
+               "plan": plan.describe() if plan else None, "estimate": plan.estimate if plan else None,
+               "suggestion_rank_corr": _rank_corr(scores, dict(zip(rest, dices)))}
+        out.append(row)
+        print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}), flush=True)
+        if r < rounds:
+            painted.append(pick(strategy, scores, painted, n, rng))
+    return out
+
+
+def _rank_corr(scores: dict[int, float], truth: dict[int, float]) -> float:
+    """Spearman correlation of expected and true Dice over the slices (how well the score
+    predicts where the errors are)."""
+    from scipy.stats import spearmanr
+
+    keys = sorted(scores)
+    return float(spearmanr([scores[k] for k in keys], [truth[k] for k in keys])[0])
+
+
+def table(results: dict) -> str:
+    lines = ["| data set | strategy | " + " | ".join(f"{k} painted" for k in range(1, 1 + max(len(r) for s in results.values() for r in s.values()))) + " | first result s (rounds 2+) |"]
+    lines.append("|---" * (3 + max(len(r) for s in results.values() for r in s.values())) + "|")
+    for name, by_strategy in results.items():
+        for strategy, rows in by_strategy.items():
+            cells = " | ".join(f"{row['dice_rest']:.3f}" for row in rows)
+            firsts = [row["first_s"] for row in rows[1:]]
+            lines.append(f"| {name} | {strategy} | {cells} | {max(firsts) if firsts else float('nan'):.1f} (max) |")
+    return "\n".join(lines)
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 3.6), squeeze=False)
+    for ax, (name, by_strategy) in zip(axes[0], results.items()):
+        for strategy, rows in by_strategy.items():
+            ax.plot([len(r["painted"]) for r in rows], [r["dice_rest"] for r in rows], marker="o", label=strategy)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("painted slices")
+        ax.set_ylabel("Dice on the other slices")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data", type=Path, default=EVALDATA)
+    p.add_argument("--sets", default="isbi2012_em_membranes,pfcpn_brightfield_neurons")
+    p.add_argument("--slices", type=int, default=30)
+    p.add_argument("--rounds", type=int, default=4)
+    p.add_argument("--strategies", default=",".join(STRATEGIES))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", type=Path)
+    p.add_argument("--plot", type=Path)
+    args = p.parse_args()
+    seg = Segmenter.from_weights("default")
+    results: dict = {}
+    for name in args.sets.split(","):
+        ds = load_dataset(args.data / name)
+        ids = sorted(ds.ids)[: args.slices]
+        images, masks = [ds.image(i) for i in ids], [ds.mask(i) for i in ids]
+        for strategy in args.strategies.split(","):
+            print(f"# {name}: {strategy}", flush=True)
+            results.setdefault(name, {})[strategy] = run_loop(seg, images, masks, strategy, args.rounds, args.seed, PredictOptions())
+            if args.json:
+                args.json.write_text(json.dumps(results, indent=1))
+    print(table(results))
+    if args.plot:
+        plot(results, args.plot)
+
+
+if __name__ == "__main__":
+    main()
