@@ -52,6 +52,7 @@ class Plan:
     classifier: Any = field(default=None, compare=False, repr=False)
     held_out: int = field(default=0, compare=False)  # examples (or halves) the estimate was made on
     examples: int = field(default=0, compare=False)  # examples in the support set when chosen
+    provisional: bool = field(default=False, compare=False)  # kept for a first result only (Segmenter.plan)
 
     @property
     def uses_universeg(self) -> bool:

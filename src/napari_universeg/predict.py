@@ -259,6 +259,15 @@ class Segmenter:
         def read(i: int) -> np.ndarray:
             return first if i == indices[0] else self._read(images, i, channel)
 
+        if plan.provisional and len(indices) > 1:  # the first result now, the choice made anew after it
+            yield from self._predict_with(plan, examples, classes, options, indices[:1], read, cancel)
+            plan = self.plan(support, first.shape, options, cancel, provisional=False)
+            if plan is None:
+                return
+            indices = indices[1:]
+        yield from self._predict_with(plan, examples, classes, options, indices, read, cancel)
+
+    def _predict_with(self, plan: Plan, examples, classes, options, indices, read, cancel) -> Iterator[SlicePrediction]:
         if plan.uses_universeg:
             model = self.adapted_model(examples, classes, plan, options, cancel) if options.adapt else self.model
             if model is None:  # cancelled while adapting
@@ -354,28 +363,39 @@ class Segmenter:
         return key.hexdigest()
 
     def plan(
-        self, support: SupportSet, query_shape: tuple[int, int], options: PredictOptions, cancel: Callable[[], bool] | None = None
+        self,
+        support: SupportSet,
+        query_shape: tuple[int, int],
+        options: PredictOptions,
+        cancel: Callable[[], bool] | None = None,
+        provisional: bool = True,
     ) -> Plan | None:
         """How images of query_shape will be segmented (cached per support set and options).
 
         With mode "auto", the view (and with method "auto" also the method) is chosen by
         leave-one-out on the examples (choice.validated_plan), which also gives the accuracy
-        estimate. A support set that only grew since a choice keeps that choice, with the pixel
-        classifier fitted anew: the annotation loop adds one example per round, and choosing again
-        would cost far more than the round itself. None if ``cancel`` returned True."""
+        estimate. A support set that grew from one with a choice keeps that choice, with the
+        pixel classifier fitted anew, until it has twice the examples the choice was made on:
+        the annotation loop adds one example per round, and choosing again each time would cost
+        far more than the round, while choosing at 1, 2, 4, 8... examples costs at most twice the
+        last choice in all. At that point the old choice comes back marked ``provisional`` (for
+        a first result; iter_predict then calls again with ``provisional=False`` to choose anew).
+        None if ``cancel`` returned True."""
         examples = support.enabled()
         if options.mode != "auto" and options.method in ("auto", "universeg"):
             return choose_plan(examples, query_shape, self.size, options.mode, options.scale)
         context = self._support_key([], (query_shape, replace(options, adapt=False)))
         members = frozenset(self._support_key([ex], None) for ex in examples)
         key = self._support_key(examples, context)
-        if key in self._plans:
+        if key in self._plans and (provisional or not self._plans[key][0].provisional):
             self._plans[key] = self._plans.pop(key)  # most recently used last
             return self._plans[key][0]
         classes = self._classes(support, options)
-        earlier = [(len(m), p) for p, c, m in self._plans.values() if c == context and m < members]
-        if earlier:  # the largest support set this one grew from
-            plan = replace(max(earlier, key=lambda e: e[0])[1])
+        earlier = [(len(m), p) for p, c, m in self._plans.values() if c == context and m < members and options.mode == "auto"]
+        grown = replace(max(earlier, key=lambda e: e[0])[1]) if earlier else None  # the largest set it grew from
+        if grown is not None and (provisional or len(examples) < 2 * grown.examples):
+            plan = grown
+            plan.provisional = len(examples) >= 2 * grown.examples
             if plan.uses_classifier:
                 plan.classifier = fit_classifier(examples, classes, self.features, options.seed)
         elif options.mode == "auto":
