@@ -96,14 +96,6 @@ class PixelClassifier:
         self.n_trees, self.max_samples, self.seed = n_trees, max_samples, seed
         self.forest = None
         self.constant: int | None = None  # the one label seen, when there was nothing to learn
-        self.parts: list[PixelClassifier] = []  # set by ``union``
-
-    @classmethod
-    def union(cls, parts: Sequence["PixelClassifier"]) -> "PixelClassifier":
-        """One forest from fitted ones: its probabilities are the mean over all their trees."""
-        out = cls(n_trees=sum(p.n_trees for p in parts))
-        out.parts = list(parts)
-        return out
 
     def fit(self, features: Sequence[np.ndarray], labels: Sequence[np.ndarray]) -> "PixelClassifier":
         from sklearn.ensemble import RandomForestClassifier
@@ -123,8 +115,6 @@ class PixelClassifier:
 
     def predict_proba(self, features: np.ndarray, classes: Sequence[int]) -> np.ndarray:
         """(C, h, w) float32 probability of each of ``classes`` for (h, w, F) features."""
-        if self.parts:
-            return sum(p.n_trees * p.predict_proba(features, classes) for p in self.parts) / np.float32(self.n_trees)
         h, w = features.shape[:2]
         out = np.zeros((len(classes), h, w), np.float32)
         if self.forest is None:
