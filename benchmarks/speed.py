@@ -4,7 +4,7 @@
 
 Each (path, S) runs in a fresh subprocess, so peak RSS is its own and glibc settings do not leak.
 - naive: the paper's literal formula (tests/naive_universeg.py), fp32, default allocator.
-- engine: the package's model (split cross-conv, last support conv skipped), the engine's
+- engine: the package's model (split cross-conv, last block on the support items' mean), the engine's
   allocator setting, bf16 autocast where the CPU has AMX/AVX512-BF16, support features cached
   as for every slice of a stack after the first.
 Query 128x128, batch 1, 64-channel model with the default weights' layout.

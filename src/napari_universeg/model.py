@@ -8,7 +8,9 @@ model's only code path; a test compares it with the literal concatenation.
 CrossBlock(u, V):  z_i  = CrossConv(u, v_i)
                    u'   = LeakyReLU(Conv_target(mean_i z_i))
                    v_i' = LeakyReLU(Conv_support(z_i))
-The mean is taken before the target conv, as in the official weights.
+The mean is taken before the target conv, as in the official weights. In the last block only
+that mean reaches the head, and it is linear in the support items up to there (upsampling and
+W_v * v), so the items are averaged first and convolved once (exact; 1.5x per support item).
 
 Shapes: query (B, C, H, W); support (Bs, S, C, H, W) with Bs = B, or Bs = 1 for a support set
 shared by all B queries (its first-block term is then computed once).
