@@ -196,9 +196,13 @@ def test_a_support_set_that_grew_keeps_its_choice_with_a_new_classifier(segmente
     validated = predict_module.validated_plan
     monkeypatch.setattr(predict_module, "validated_plan", lambda *a: calls.append(1) or validated(*a))
     first = seg.predict(_support(image, labels, (0, 3)), image[:1])[0].plan
-    grown = seg.predict(_support(image, labels, (0, 3, 5)), image[:1])[0].plan
-    assert len(calls) == 1 and grown == first and grown.examples == first.examples == 2
+    preds = seg.predict(_support(image, labels, (0, 3, 5)), image[:2])
+    # the first result with the plan as it was, the rest with the classifier fitted anew
+    assert preds[0].plan.provisional and preds[0].plan.classifier is first.classifier
+    grown = preds[1].plan
+    assert len(calls) == 1 and grown == first and grown.examples == first.examples == 2 and not grown.provisional
     assert grown.estimate == first.estimate and grown.classifier is not first.classifier
+    assert seg.predict(_support(image, labels, (0, 3, 5)), image[:1])[0].plan is grown  # one slice: updated plan
     seg.predict(_support(image, labels, (0, 5)), image[:1])  # not a superset of a chosen one: choose
     assert len(calls) == 2
     # twice the examples of the choice: the first result with the old choice, then a new one

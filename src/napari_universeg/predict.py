@@ -251,7 +251,7 @@ class Segmenter:
         if not indices:
             return
         first = self._read(images, indices[0], channel)
-        plan = self.plan(support, first.shape, options, cancel)
+        plan = self.plan(support, first.shape, options, cancel, provisional=len(indices) > 1)
         if plan is None:  # cancelled while choosing
             return
         examples = support.enabled()
@@ -259,7 +259,7 @@ class Segmenter:
         def read(i: int) -> np.ndarray:
             return first if i == indices[0] else self._read(images, i, channel)
 
-        if plan.provisional and len(indices) > 1:  # the first result now, the choice made anew after it
+        if plan.provisional:  # the first result with the previous plan, the rest with the updated one
             yield from self._predict_with(plan, examples, classes, options, indices[:1], read, cancel)
             plan = self.plan(support, first.shape, options, cancel, provisional=False)
             if plan is None:
@@ -378,8 +378,10 @@ class Segmenter:
         pixel classifier fitted anew, until it has twice the examples the choice was made on:
         the annotation loop adds one example per round, and choosing again each time would cost
         far more than the round, while choosing at 1, 2, 4, 8... examples costs at most twice the
-        last choice in all. At that point the old choice comes back marked ``provisional`` (for
-        a first result; iter_predict then calls again with ``provisional=False`` to choose anew).
+        last choice in all. With ``provisional``, a grown set first gets the previous plan as it
+        was (classifier included), marked ``provisional``: iter_predict makes the first result
+        with it, then calls again with ``provisional=False`` for the rest, so the slice the user
+        looks at after an accept comes without waiting for the update.
         None if ``cancel`` returned True."""
         examples = support.enabled()
         if options.mode != "auto" and options.method in ("auto", "universeg"):
@@ -393,9 +395,12 @@ class Segmenter:
         classes = self._classes(support, options)
         earlier = [(len(m), p) for p, c, m in self._plans.values() if c == context and m < members and options.mode == "auto"]
         grown = replace(max(earlier, key=lambda e: e[0])[1]) if earlier else None  # the largest set it grew from
-        if grown is not None and (provisional or len(examples) < 2 * grown.examples):
+        if grown is not None and provisional:
+            plan = grown  # as it was, classifier included (UniverSeg sees the new examples)
+            plan.provisional = True
+        elif grown is not None and len(examples) < 2 * grown.examples:
             plan = grown
-            plan.provisional = len(examples) >= 2 * grown.examples
+            plan.provisional = False
             if plan.uses_classifier:
                 plan.classifier = fit_classifier(examples, classes, self.features, options.seed)
         elif options.mode == "auto":
