@@ -81,6 +81,41 @@ def test_bad_input_is_one_line_without_traceback(files, args, message, capsys):
     assert rc == 2 and message in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize(
+    "out,extra,message",
+    [
+        ("stack.tif", [], "output stack.tif is also an input"),
+        ("ex0_mask.tif", [], "output ex0_mask.tif is also an input"),
+        ("o.tif", ["--probabilities", "o.tif"], "two outputs would be written to o.tif"),
+        ("o.tif", ["--save-support", "ex2.tif"], "output ex2.tif is also an input"),
+    ],
+)
+def test_outputs_never_overwrite_inputs(files, out, extra, message, capsys, monkeypatch):
+    monkeypatch.chdir(files)
+    before = {p.name: p.read_bytes() for p in files.iterdir()}
+    rc = main(["segment", "stack.tif", "--out", out, *_support_args(files), *extra])
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and err.count("\n") == 1
+    assert {p.name: p.read_bytes() for p in files.iterdir()} == before  # nothing written or changed
+
+
+def test_output_folder_must_not_be_the_input_folder_and_must_be_writable(files, capsys, tmp_path):
+    rc = main(["segment", str(files), "--out", str(files), *_support_args(files)])
+    assert rc == 2 and "--out is the input folder" in capsys.readouterr().err
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        import os
+
+        if os.access(locked, os.W_OK):
+            pytest.skip("running as a user who can write anywhere")
+        rc = main(["segment", str(files / "stack.tif"), "--out", str(locked / "o.tif"), *_support_args(files)])
+        assert rc == 2 and "cannot write output" in capsys.readouterr().err
+    finally:
+        locked.chmod(0o700)
+
+
 def test_truncated_image_and_mismatched_mask(files, capsys):
     (files / "trunc.tif").write_bytes(tifffile.imread.__doc__.encode()[:100])
     rc = main(["segment", str(files / "trunc.tif"), "--out", str(files / "o.tif"), *_support_args(files)])

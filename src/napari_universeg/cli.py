@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -121,15 +122,22 @@ def _segment(args) -> None:
 
     options = _predict_options(args)
     options.validate()
-    support = _load_support(args)
     src = Path(args.input)
     if src.is_dir():
+        if Path(args.out).resolve() == src.resolve():
+            raise ValueError(f"--out is the input folder {src}: choose another folder, so that results are never mixed with your images")
         jobs = [(f, Path(args.out) / f"{f.stem}_labels.tif") for f in list_images(src)]
     elif src.is_file():
         out = Path(args.out)
         jobs = [(src, out / f"{src.stem}_labels.tif" if out.is_dir() else out)]
     else:
         raise ValueError(f"input not found: {src}")
+    prob_paths = [_probability_path(args.probabilities, f, len(jobs)) for f, _ in jobs] if args.probabilities else []
+    inputs = [f for f, _ in jobs] + [Path(x) for x in (args.support_images or []) + (args.support_masks or [])]
+    inputs += [Path(args.support_set)] if args.support_set else []
+    saved = [Path(args.save_support)] if args.save_support else []
+    _check_outputs([dst for _, dst in jobs] + prob_paths + saved, inputs)
+    support = _load_support(args)
     seg = Segmenter.from_weights(args.weights, args.device, args.precision, allow_download=args.download_official)
     stacks = [(f, dst, as_slices(read_image(f), what=str(f))) for f, dst in jobs]
     total = sum(len(s) for _, _, s in stacks)
@@ -147,11 +155,31 @@ def _segment(args) -> None:
             squeeze = len(slices) == 1
             write_labels(dst, labels[0] if squeeze else np.stack(labels))
             if args.probabilities:
-                p = Path(args.probabilities)
-                if len(stacks) > 1:
-                    p = p.parent / f"{f.stem}_{p.name}"
-                write_labels(p, probs[0] if squeeze else np.stack(probs))
+                write_labels(_probability_path(args.probabilities, f, len(stacks)), probs[0] if squeeze else np.stack(probs))
             print(f"{f} -> {dst} ({pred.plan.describe()})", file=sys.stderr)
+
+
+def _probability_path(option: str, image: Path, n_images: int) -> Path:
+    """Where --probabilities goes for one input image (one file per image for several)."""
+    p = Path(option)
+    return p.parent / f"{image.stem}_{p.name}" if n_images > 1 else p
+
+
+def _check_outputs(outputs: list[Path], inputs: list[Path]) -> None:
+    """Before any work: no output is an input or another output, and every output folder is
+    writable (a clear error now instead of one after all the computing)."""
+    seen: dict[Path, Path] = {}
+    resolved_inputs = {p.resolve(): p for p in inputs}
+    for out in outputs:
+        key = out.resolve()
+        if key in resolved_inputs:
+            raise ValueError(f"output {out} is also an input ({resolved_inputs[key]}); choose another output path")
+        if key in seen:
+            raise ValueError(f"two outputs would be written to {out}; give --out, --probabilities and --save-support different paths")
+        seen[key] = out
+        folder = next((d for d in (out.parent, *out.parent.parents) if d.exists()), Path("."))
+        if not os.access(folder, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+            raise ValueError(f"cannot write output {out}: permission denied")
 
 
 def _evaluate(args) -> None:

@@ -53,10 +53,20 @@ def read_mask(path: str | Path) -> np.ndarray:
 
 
 def write_labels(path: str | Path, labels: np.ndarray) -> Path:
-    """Write labels (2D or a stack) as a compressed TIFF."""
+    """Write labels (2D or a stack) as a compressed TIFF, atomically: into a temporary file
+    beside it, then renamed, so an interrupted write never leaves a broken file at ``path``."""
+    import os
+
     import tifffile
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tifffile.imwrite(path, labels, compression="zlib")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # opened normally: the user's umask applies
+    try:
+        with open(tmp, "wb") as f:
+            tifffile.imwrite(f, labels, compression="zlib")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path

@@ -10,7 +10,8 @@ With the blend, pixels where UniverSeg and the pixel classifier disagree get pro
 
 from __future__ import annotations
 
-from typing import Hashable, Iterable, Mapping, TypeVar
+from collections.abc import Hashable, Iterable, Mapping
+from typing import TypeVar
 
 import numpy as np
 
