@@ -52,7 +52,7 @@ def run_loop(seg: Segmenter, images: list, masks: list, strategy: str, rounds: i
     n = len(images)
     painted = [n // 2]
     rng = np.random.default_rng(seed)
-    seg._plans.clear()  # a new session chooses its plan anew
+    seg.forget_plans()  # a new session chooses its plan anew
     out = []
     for r in range(1, rounds + 1):
         support = SupportSet()

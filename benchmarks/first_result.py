@@ -29,7 +29,7 @@ def main() -> None:
     for ds in evaluation_sets(args.data):
         for n in (int(s) for s in args.sizes.split(",")):
             support, queries, truths, n_used = protocol_task(ds, n, args.seed, args.queries)
-            seg._plans.clear()
+            seg.forget_plans()
             r = timed_run(seg, support, queries, truths, PredictOptions())
             print(json.dumps({"dataset": ds.name, "n": n_used, "plan": r["plan"].describe(), "first_s": round(r["first_s"], 1),
                               "per_query_s": round(r["per_query_s"], 2), "dice": round(r["dice"], 3)}), flush=True)

@@ -33,14 +33,14 @@ def main() -> None:
     rows = []
     for ds in evaluation_sets(args.data):
         support, queries, truths, n_used = protocol_task(ds, args.size, args.seed)
-        seg._plans.clear()
+        seg.forget_plans()
         seg.features.items.clear()
         seg.features.bytes = 0
         auto = timed_run(seg, support, queries, truths, PredictOptions())
         runs = [("auto -> " + auto["plan"].describe(), auto["plan"].estimate, auto)]
         for cand in auto["plan"].candidates:
             options = PredictOptions(mode=cand.mode, scale=cand.scale if cand.mode == "tiled" else None, method=cand.method)
-            seg._plans.clear()  # the classifier is fitted anew, as part of the first result
+            seg.forget_plans()  # the classifier is fitted anew, as part of the first result
             runs.append((cand.describe(), cand.estimate, timed_run(seg, support, queries, truths, options)))
         for label, estimate, r in runs:
             row = {"dataset": ds.name, "n": n_used, "seed": args.seed, "candidate": label, "estimate": estimate,

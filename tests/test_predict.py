@@ -206,11 +206,16 @@ def test_a_support_set_that_grew_keeps_its_choice_with_a_new_classifier(segmente
     seg.predict(_support(image, labels, (0, 5)), image[:1])  # not a superset of a chosen one: choose
     assert len(calls) == 2
     # twice the examples of the choice: the first result with the old choice, then a new one
-    preds = seg.predict(_support(image, labels, (0, 1, 3, 5)), image[:3])
+    queries = [image[0], image[1][:, :80], image[2]]  # each result is its own image's
+    preds = seg.predict(_support(image, labels, (0, 1, 3, 5)), queries)
+    assert [p.labels.shape for p in preds] == [q.shape for q in queries]
     assert len(calls) == 3 and preds[0].plan.provisional and preds[0].plan.examples == 2
     assert not preds[1].plan.provisional and preds[1].plan.examples == preds[2].plan.examples == 4
-    seg.predict(_support(image, labels, (0, 1, 3, 5)), image[:3])
+    seg.predict(_support(image, labels, (0, 1, 3, 5)), queries)
     assert len(calls) == 3
+    seg.forget_plans()  # an independent task: chosen anew
+    seg.predict(_support(image, labels, (0, 1, 3, 5)), queries)
+    assert len(calls) == 4
 
 
 def test_auto_chooses_tiles_for_small_spots_in_large_images():

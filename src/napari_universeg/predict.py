@@ -140,6 +140,11 @@ class Segmenter:
         self._tensors: OrderedDict[str, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()  # _example_tensors
         self._tensor_bytes = 0
 
+    def forget_plans(self) -> None:
+        """Drop the chosen plans: the next call chooses anew even for a support set that grew
+        from an earlier one (for independent tasks, such as the runs of the evaluation protocol)."""
+        self._plans.clear()
+
     @classmethod
     def from_weights(cls, weights: str = "default", device: str | None = None, precision: str = "auto", allow_download: bool = False) -> "Segmenter":
         from .weights import load_weights
@@ -256,8 +261,10 @@ class Segmenter:
             return
         examples = support.enabled()
 
+        first_index = indices[0]
+
         def read(i: int) -> np.ndarray:
-            return first if i == indices[0] else self._read(images, i, channel)
+            return first if i == first_index else self._read(images, i, channel)
 
         if plan.provisional:  # the first result with the previous plan, the rest with the updated one
             yield from self._predict_with(plan, examples, classes, options, indices[:1], read, cancel)
@@ -502,6 +509,7 @@ def make_universeg_method(
     opts = PredictOptions(**options)
 
     def predict(support_images, support_masks, query_images):
+        seg.forget_plans()  # each call is a task of its own
         support = SupportSet()
         for i, (im, m) in enumerate(zip(support_images, support_masks)):
             support.add(im, (m > 0).astype(np.uint8), source=f"support {i}")
