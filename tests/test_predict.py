@@ -266,3 +266,12 @@ def test_bf16_and_fp32_give_the_same_masks_with_the_default_weights():
     bf16 = Segmenter(model, "cpu", "bf16").predict(support, images, opts, indices=[4, 7])
     for a, b in zip(fp32, bf16):
         assert a.labels.any() and dice(a.labels > 0, b.labels > 0) >= 0.99
+
+
+def test_labels_above_uint16_come_out_unwrapped(segmenter, stack):
+    image, labels = stack
+    support = SupportSet()
+    for z in (0, 3):
+        support.add(image[z], np.where(labels[z] > 0, 70000, 0))
+    pred = segmenter.predict(support, image[:1], PredictOptions(mode="resize", method="pixels"))[0]
+    assert pred.labels.dtype == np.uint32 and set(np.unique(pred.labels)) <= {0, 70000} and pred.labels.max() == 70000

@@ -42,6 +42,8 @@ def test_save_load_round_trip(tmp_path):
         (np.random.rand(5, 16, 16), np.zeros((16, 16)), "2D image"),
         (np.random.rand(16, 16, 6), np.zeros((16, 16)), "choose one channel"),
         (np.random.rand(16, 16), np.zeros((2, 16, 16)), "2D label image"),
+        (np.random.rand(16, 16), np.full((16, 16), 2**40, np.int64), "has label 1099511627776; labels must be at most 2147483647"),
+        (np.random.rand(16, 16), np.full((16, 16), 2**63, np.uint64), "has label 9223372036854775808"),
     ],
 )
 def test_bad_examples_are_refused_with_a_clear_message(image, mask, message):
@@ -85,3 +87,12 @@ def test_object_arrays_are_not_unpickled(tmp_path):
     np.savez(tmp_path / "evil.npz", metadata=np.array([{"format": "x"}], dtype=object))
     with pytest.raises(ValueError):
         SupportSet.load(tmp_path / "evil.npz")
+
+
+def test_large_labels_are_kept_not_wrapped(tmp_path):
+    s = SupportSet()
+    mask = np.zeros((16, 16), np.int64)
+    mask[4:8] = 70000
+    s.add(np.random.rand(16, 16), mask)
+    loaded = SupportSet.load(s.save(tmp_path / "big.npz"))
+    assert loaded.classes() == [70000] and loaded[0].mask.max() == 70000

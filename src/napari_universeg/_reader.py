@@ -11,6 +11,7 @@ from collections import defaultdict
 import numpy as np
 
 from ._widget_keys import SUPPORT_METADATA
+from .preprocess import label_dtype
 from .support import SupportSet, is_support_file
 
 
@@ -34,7 +35,7 @@ def read_support(path) -> list:
         suffix = f" {n + 1}" if len(groups) > 1 else ""
         sources = [ex.source for ex in examples]
         images = np.stack([ex.image for ex in examples])
-        masks = np.stack([ex.mask for ex in examples]).astype(np.uint16 if max(ex.mask.max(initial=0) for ex in examples) > 255 else np.uint8)
+        masks = np.stack([ex.mask for ex in examples]).astype(label_dtype(max(ex.mask.max(initial=0) for ex in examples)))
         meta = {SUPPORT_METADATA: {"path": str(path), "sources": sources, "role": "image"}}
         layers.append((images, {"name": f"{stem} examples{suffix}", "metadata": meta}, "image"))
         # only the first labels layer asks the widget to load the file, so it is loaded once

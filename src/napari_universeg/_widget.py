@@ -36,6 +36,7 @@ from qtpy.QtWidgets import (
 )
 
 from ._slicing import Index, SliceView, all_slices, painted_slices, read_slice
+from .preprocess import label_dtype
 from .suggest import expected_dice, next_slice
 from .support import SupportSet
 
@@ -358,7 +359,7 @@ class UniverSegWidget(QWidget):
             name = f"{name} {len(self.viewer.layers)}"
         if not create:
             return None
-        dtype = np.uint16 if max(self.support.classes() or [1]) > 255 else np.uint8
+        dtype = label_dtype(max(self.support.classes() or [1]))
         return self.viewer.add_labels(np.zeros(shape, dtype), name=name, scale=image.scale[: len(shape)],
                                       translate=image.translate[: len(shape)], opacity=0.6)
 

@@ -40,7 +40,7 @@ from .choice import (
 from .device import autocast_dtype, pick_device, tune_malloc
 from .model import UniverSeg
 from .pixel_classifier import FeatureCache
-from .preprocess import check_image, normalize, resize, to_grey
+from .preprocess import check_image, label_dtype, normalize, resize, to_grey
 from .support import Example, SupportSet
 
 __all__ = ["MODES", "Plan", "PredictOptions", "Segmenter", "SlicePrediction", "candidate_plans", "choose_plan", "object_thickness"]
@@ -469,7 +469,7 @@ class Segmenter:
 
     @staticmethod
     def _combine(index: int, probs: np.ndarray, classes: Sequence[int], threshold: float, plan: Plan | None = None) -> SlicePrediction:
-        dtype = np.uint8 if max(classes) < 256 else np.uint16
+        dtype = label_dtype(max(classes))
         labels = labels_from_probs(probs, classes, threshold).astype(dtype)
         return SlicePrediction(index, labels, probs.max(0).astype(np.float32), plan)
 

@@ -9,6 +9,7 @@ import numpy as np
 
 MIN_SIZE = 8
 LUMINANCE = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601
+MAX_LABEL = 2**31 - 1  # masks are kept as int32
 
 
 def to_grey(image: np.ndarray, channel: int | None = None, what: str = "image") -> np.ndarray:
@@ -74,7 +75,14 @@ def check_mask(mask: np.ndarray, shape: tuple[int, ...], what: str = "mask") -> 
             raise ValueError(f"{what} must hold integer labels (0 = background), got dtype {mask.dtype} with non-integer values")
     if mask.min() < 0:
         raise ValueError(f"{what} has negative labels")
+    if mask.max() > MAX_LABEL:
+        raise ValueError(f"{what} has label {int(mask.max())}; labels must be at most {MAX_LABEL}")
     return mask.astype(np.int32)
+
+
+def label_dtype(max_label: int) -> np.dtype:
+    """The smallest unsigned dtype that holds labels up to ``max_label`` (at most MAX_LABEL)."""
+    return np.dtype(np.uint8 if max_label < 2**8 else np.uint16 if max_label < 2**16 else np.uint32)
 
 
 def resize(arrays, size: tuple[int, int], nearest: bool = False):

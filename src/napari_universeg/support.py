@@ -15,7 +15,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .preprocess import check_image, check_mask, to_grey
+from .preprocess import check_image, check_mask, label_dtype, to_grey
 
 FORMAT = "napari-universeg-support"
 VERSION = 1
@@ -95,7 +95,7 @@ class SupportSet:
         items = []
         for i, ex in enumerate(self.examples):
             arrays[f"image_{i}"] = ex.image
-            arrays[f"mask_{i}"] = ex.mask.astype(np.uint16 if ex.mask.max(initial=0) < 65536 else np.int32)
+            arrays[f"mask_{i}"] = ex.mask.astype(label_dtype(ex.mask.max(initial=0)))
             items.append({"source": ex.source, "enabled": ex.enabled, "meta": ex.meta})
         metadata = {"format": FORMAT, "version": VERSION, "examples": items}
         arrays["metadata"] = np.array(json.dumps(metadata))
