@@ -116,6 +116,17 @@ def test_output_folder_must_not_be_the_input_folder_and_must_be_writable(files, 
         locked.chmod(0o700)
 
 
+def test_a_blank_slice_is_left_empty_with_a_warning(files, capsys):
+    stack = tifffile.imread(files / "stack.tif").astype(np.float32)
+    stack[2] = 0
+    tifffile.imwrite(files / "blank.tif", stack)
+    rc = main(["segment", str(files / "blank.tif"), "--out", str(files / "o.tif"), *_support_args(files), "--mode", "resize"])
+    err = capsys.readouterr().err
+    assert rc == 0 and "warning: " in err and "slice 2 is constant (every pixel is 0)" in err
+    labels = tifffile.imread(files / "o.tif")
+    assert labels.shape == stack.shape and not labels[2].any() and labels[[0, 1, 3]].any()
+
+
 def test_truncated_image_and_mismatched_mask(files, capsys):
     (files / "trunc.tif").write_bytes(tifffile.imread.__doc__.encode()[:100])
     rc = main(["segment", str(files / "trunc.tif"), "--out", str(files / "o.tif"), *_support_args(files)])

@@ -125,12 +125,26 @@ def test_bad_queries_and_empty_support(segmenter, stack):
     with pytest.raises(ValueError, match="no \\(enabled\\) examples"):
         segmenter.predict(SupportSet(), image)
     support = _support(image, labels)
-    with pytest.raises(ValueError, match="slice 0 is constant"):
-        segmenter.predict(support, np.zeros((2, 32, 32)))
-    with pytest.raises(ValueError, match="slice 0 contains NaN"):
-        segmenter.predict(support, np.full((1, 32, 32), np.nan))
     with pytest.raises(ValueError, match="at least 8x8"):
         segmenter.predict(support, np.random.rand(1, 4, 32))
+
+
+@pytest.mark.parametrize("mode", ["resize", "auto"])
+def test_blank_slices_come_out_empty_with_a_note_and_the_rest_is_segmented(segmenter, stack, mode):
+    image, labels = stack
+    queries = image[:4].astype(np.float32).copy()
+    queries[1] = 7.0  # constant
+    queries[2, 5, 5] = np.nan
+    preds = segmenter.predict(_support(image, labels), queries, PredictOptions(mode=mode))
+    assert [p.index for p in preds] == [0, 1, 2, 3]
+    assert preds[1].note == "slice 1 is constant (every pixel is 7): nothing to segment; it was left empty"
+    assert preds[2].note == "slice 2 contains NaN or infinite values; it was left empty"
+    for p in preds[1:3]:
+        assert not p.labels.any() and not p.probability.any() and p.labels.shape == queries.shape[1:]
+    assert preds[0].note == preds[3].note == ""
+    reference = segmenter.predict(_support(image, labels), image[[0, 3]], PredictOptions(mode=mode))
+    for got, want in zip((preds[0], preds[3]), reference):
+        np.testing.assert_array_equal(got.labels, want.labels)
 
 
 def test_empty_masks_are_a_valid_support(segmenter, stack):

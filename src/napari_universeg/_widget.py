@@ -65,6 +65,7 @@ class UniverSegWidget(QWidget):
         self._expected: dict[Index, float] = {}  # slice -> expected Dice of its last result (suggest.py)
         self._written: dict[tuple[str, Index], str] = {}  # (layer, slice) -> digest of the labels a run wrote
         self._last_plan = None  # how the last run showed images to the model (what "auto" chose)
+        self._notes: list[str] = []  # blank slices of the running job, shown once at its end
         self._live_timer = QTimer(self, singleShot=True, interval=300)
         self._live_timer.timeout.connect(lambda: self.segment("current"))
         self._build()
@@ -421,6 +422,7 @@ class UniverSegWidget(QWidget):
         channel = self._channel() if image.rgb else None
         self._cancel = False
         self._last_plan = None
+        self._notes = []
         self._history = target.block_history()
         self._history.__enter__()
 
@@ -442,6 +444,8 @@ class UniverSegWidget(QWidget):
                 prob_layer.data[idx] = pred.probability
                 prob_layer.refresh()
             self._expected[idx] = expected_dice(pred.labels, pred.probability)
+            if pred.note:
+                self._notes.append(pred.note.replace(f"slice {pred.index}", f"slice {idx if len(idx) != 1 else idx[0]}", 1))
             self._last_plan = pred.plan
 
         self._set_running(True, f"segmenting {len(todo)} slice(s)...")
@@ -482,6 +486,8 @@ class UniverSegWidget(QWidget):
             self._history.__exit__(None, None, None)
             self._history = None
         self._worker = None
+        if self._notes:
+            show_warning(f"UniverSeg: {len(self._notes)} slice(s) had nothing to segment and were left empty: {'; '.join(self._notes[:3])}")
         cancelled = self._cancel
         plan = self._last_plan
         how = f" ({plan.describe()})" if plan is not None else ""

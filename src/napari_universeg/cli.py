@@ -149,6 +149,8 @@ def _segment(args) -> None:
                 if pred.plan is not reported and pred.plan.estimate is not None:
                     reported = pred.plan
                     bar.write(f"{pred.plan.describe()}: {pred.plan.estimate_message(len(support.enabled()))}", file=sys.stderr)
+                if pred.note:
+                    bar.write(f"warning: {f}: {pred.note}", file=sys.stderr)
                 labels.append(pred.labels)
                 probs.append(pred.probability)
                 bar.update(1)

@@ -40,7 +40,7 @@ from .choice import (
 from .device import autocast_dtype, pick_device, tune_malloc
 from .model import UniverSeg
 from .pixel_classifier import FeatureCache
-from .preprocess import check_image, label_dtype, normalize, resize, to_grey
+from .preprocess import blank_problem, check_image, check_size, label_dtype, normalize, resize, to_grey
 from .support import Example, SupportSet
 
 __all__ = ["MODES", "Plan", "PredictOptions", "Segmenter", "SlicePrediction", "candidate_plans", "choose_plan", "object_thickness"]
@@ -86,6 +86,7 @@ class SlicePrediction:
     labels: np.ndarray  # (H, W) uint16/uint8 class labels
     probability: np.ndarray  # (H, W) float32: probability of the chosen class (max over classes)
     plan: Plan | None = None  # how the model saw the image (what "auto" chose)
+    note: str = ""  # why the slice was left empty (a blank slice), for the user
 
 
 def _subsets(n: int, options: PredictOptions) -> list[np.ndarray]:
@@ -255,26 +256,37 @@ class Segmenter:
         indices = list(range(len(images))) if indices is None else list(indices)
         if not indices:
             return
-        first = self._read(images, indices[0], channel)
+        blank: dict[int, str] = {}  # slices with nothing to segment -> why; they come out empty
+        first_index = indices[0]
+        first = self._read_query(images, first_index, channel, blank)
         plan = self.plan(support, first.shape, options, cancel, provisional=len(indices) > 1)
         if plan is None:  # cancelled while choosing
             return
         examples = support.enabled()
 
-        first_index = indices[0]
-
         def read(i: int) -> np.ndarray:
-            return first if i == first_index else self._read(images, i, channel)
+            return first if i == first_index else self._read_query(images, i, channel, blank)
 
         if plan.provisional:  # the first result with the previous plan, the rest with the updated one
-            yield from self._predict_with(plan, examples, classes, options, indices[:1], read, cancel)
+            yield from self._predict_with(plan, examples, classes, options, indices[:1], read, cancel, blank)
             plan = self.plan(support, first.shape, options, cancel, provisional=False)
             if plan is None:
                 return
             indices = indices[1:]
-        yield from self._predict_with(plan, examples, classes, options, indices, read, cancel)
+        yield from self._predict_with(plan, examples, classes, options, indices, read, cancel, blank)
 
-    def _predict_with(self, plan: Plan, examples, classes, options, indices, read, cancel) -> Iterator[SlicePrediction]:
+    def _read_query(self, images, i: int, channel: int | None, blank: dict[int, str]) -> np.ndarray:
+        """A query slice as a 2D image; a blank one (constant, NaN) is noted in ``blank`` and
+        replaced by zeros, so that one bad slice does not stop a stack."""
+        im = to_grey(np.asarray(images[i]), channel, what=f"slice {i}")
+        check_size(im, what=f"slice {i}")
+        problem = blank_problem(im)
+        if problem is None:
+            return im
+        blank[i] = f"slice {i} {problem}; it was left empty"
+        return np.zeros(im.shape, np.float32)
+
+    def _predict_with(self, plan: Plan, examples, classes, options, indices, read, cancel, blank) -> Iterator[SlicePrediction]:
         if plan.uses_universeg:
             model = self.adapted_model(examples, classes, plan, options, cancel) if options.adapt else self.model
             if model is None:  # cancelled while adapting
@@ -283,6 +295,9 @@ class Segmenter:
         else:
             probs = ((i, read(i), None) for i in indices if cancel is None or not cancel())
         for i, image, p in probs:
+            if i in blank:
+                yield SlicePrediction(i, np.zeros(image.shape, label_dtype(max(classes))), np.zeros(image.shape, np.float32), plan, blank[i])
+                continue
             if plan.uses_classifier:
                 q = classifier_probs(plan.classifier, image, classes, self.features)
                 p = q if p is None else (p + q) / 2

@@ -42,13 +42,26 @@ def to_grey(image: np.ndarray, channel: int | None = None, what: str = "image") 
 
 def check_image(image: np.ndarray, what: str = "image") -> None:
     """Errors for images the model cannot use: too small, NaN/Inf, constant."""
+    check_size(image, what)
+    problem = blank_problem(image)
+    if problem:
+        raise ValueError(f"{what} {problem}")
+
+
+def check_size(image: np.ndarray, what: str = "image") -> None:
     h, w = image.shape
     if min(h, w) < MIN_SIZE:
         raise ValueError(f"{what} is {h}x{w} px; at least {MIN_SIZE}x{MIN_SIZE} is needed")
+
+
+def blank_problem(image: np.ndarray) -> str | None:
+    """Why an image holds nothing to segment ("contains NaN or infinite values", "is constant
+    ..."), or None."""
     if not np.isfinite(image).all():
-        raise ValueError(f"{what} contains NaN or infinite values")
+        return "contains NaN or infinite values"
     if image.min() == image.max():
-        raise ValueError(f"{what} is constant (every pixel is {image.flat[0]:g}): nothing to segment")
+        return f"is constant (every pixel is {image.flat[0]:g}): nothing to segment"
+    return None
 
 
 def normalize(image: np.ndarray, low: float = 1.0, high: float = 99.0) -> np.ndarray:
