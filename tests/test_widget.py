@@ -143,6 +143,30 @@ def test_background_worker_progress_and_cancel(widget, qtbot):
     assert widget.run_all_btn.isEnabled() and widget.status.text() == "cancelled"
 
 
+def test_the_output_layer_is_locked_during_a_run_so_undo_returns_to_a_state_the_user_had(widget, qtbot, messages):
+    widget.add_painted_slices()
+    widget.segment("all")
+    out = widget.viewer.layers["cells universeg"]
+    yy, xx = np.mgrid[:4, :4]
+    out.data_setitem((np.full(16, 3), yy.ravel(), xx.ravel()), 2)  # a correction, one undo step
+    corrected = out.data.copy()
+    widget.synchronous = False
+    widget.threshold.setValue(0.3)  # a second run that writes something else
+    widget.segment("all")
+    out.mode = "paint"  # the user picks the brush during the run: refused
+    assert out.mode == "pan_zoom"
+    out.undo()  # Ctrl+Z during the run: refused, with a message
+    assert any("locked while a run writes" in m for _, m in messages)
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=60000)
+    assert "undo" not in out.__dict__
+    out.mode = "paint"
+    assert out.mode == "paint"
+    out.undo()  # the whole second run, in one step
+    np.testing.assert_array_equal(out.data, corrected)
+    out.undo()  # then the correction
+    assert out.data[3, 0, 0] != 2
+
+
 def test_second_run_while_running_is_refused(widget, qtbot, messages):
     widget.synchronous = False
     widget.add_painted_slices()

@@ -66,6 +66,7 @@ class UniverSegWidget(QWidget):
         self._written: dict[tuple[str, Index], str] = {}  # (layer, slice) -> digest of the labels a run wrote
         self._last_plan = None  # how the last run showed images to the model (what "auto" chose)
         self._notes: list[str] = []  # blank slices of the running job, shown once at its end
+        self._locked: tuple[Labels, str] | None = None  # the layer a run writes to, and its mode before
         self._live_timer = QTimer(self, singleShot=True, interval=300)
         self._live_timer.timeout.connect(lambda: self.segment("current"))
         self._build()
@@ -425,6 +426,7 @@ class UniverSegWidget(QWidget):
         self._notes = []
         self._history = target.block_history()
         self._history.__enter__()
+        self._lock(target)
 
         def job():
             seg = self._get_segmenter()
@@ -481,7 +483,37 @@ class UniverSegWidget(QWidget):
     def _on_error(self, error: Exception) -> None:
         show_error(f"UniverSeg: {error}")
 
+    def _lock(self, layer: Labels) -> None:
+        """No painting and no undo on the layer a run writes to, until the run ends: a stroke or an
+        undo in the middle would mix the run's writes with the user's (one undo step per run).
+        The layer stays in pan/zoom mode; undo/redo show a message instead."""
+        self._locked = (layer, layer.mode)
+
+        def refuse(*_args) -> None:
+            show_info(f"UniverSeg: '{layer.name}' is locked while a run writes to it; paint or undo once it is done, or cancel it")
+
+        def keep_pan_zoom(event=None) -> None:
+            if layer.mode != "pan_zoom":
+                layer.mode = "pan_zoom"
+                refuse()
+
+        layer.mode = "pan_zoom"
+        layer.events.mode.connect(keep_pan_zoom)
+        layer.undo = layer.redo = refuse  # what Ctrl+Z / Ctrl+Shift+Z call
+        self._keep_pan_zoom = keep_pan_zoom
+
+    def _unlock(self) -> None:
+        if self._locked is None:
+            return
+        layer, mode = self._locked
+        self._locked = None
+        layer.events.mode.disconnect(self._keep_pan_zoom)
+        for name in ("undo", "redo"):
+            layer.__dict__.pop(name, None)
+        layer.mode = mode
+
     def _on_finished(self) -> None:
+        self._unlock()
         if self._history is not None:
             self._history.__exit__(None, None, None)
             self._history = None
