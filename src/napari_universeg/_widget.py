@@ -36,6 +36,7 @@ from qtpy.QtWidgets import (
 )
 
 from ._slicing import Index, SliceView, all_slices, painted_slices, read_slice
+from .options import MAX_ENSEMBLE, MAX_SUPPORT_SIZE, PredictOptions
 from .preprocess import label_dtype
 from .suggest import expected_dice, next_slice
 from .support import SupportSet
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
     import napari
 
 from ._widget_keys import SUPPORT_METADATA
+
 THUMB = 64
 
 
@@ -109,8 +111,8 @@ class UniverSegWidget(QWidget):
 
         box = QGroupBox("settings")
         form = QFormLayout(box)
-        self.support_size = QSpinBox(minimum=1, maximum=256, value=64)
-        self.ensemble = QSpinBox(minimum=1, maximum=16, value=1)
+        self.support_size = QSpinBox(minimum=1, maximum=MAX_SUPPORT_SIZE, value=64)
+        self.ensemble = QSpinBox(minimum=1, maximum=MAX_ENSEMBLE, value=1)
         self.threshold = QDoubleSpinBox(minimum=0.01, maximum=0.99, singleStep=0.05, value=0.5)
         self.classes = QLineEdit(placeholderText="all (e.g. 1,2)")
         self.mode = QComboBox()
@@ -321,8 +323,6 @@ class UniverSegWidget(QWidget):
 
     # -- segmentation -----------------------------------------------------------------------
     def _options(self):
-        from .predict import PredictOptions
-
         text = self.classes.text().strip()
         try:
             classes = [int(c) for c in text.split(",") if c.strip()] if text and text != "all" else None

@@ -20,10 +20,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .metrics import class_dice
+from .options import METHODS
 from .pixel_classifier import N_TREES, FeatureCache, PixelClassifier, from_working, to_working
 from .support import Example
 
-METHODS = ("universeg", "pixels", "blend")
 MAX_HELD_OUT = 6  # examples that "auto" predicts from the others to choose the plan
 MAX_TILED_SIDE = 5  # "auto" tries tiled scales up to this many model sizes across the image
 MARGIN = 0.02  # held-out Dice by which tiles must beat the (cheaper, global) resize

@@ -26,7 +26,6 @@ import torch
 
 from .adapt import adapt_model
 from .choice import (
-    METHODS,
     Plan,
     candidate_plans,
     choose_plan,
@@ -39,45 +38,25 @@ from .choice import (
 )
 from .device import autocast_dtype, pick_device, tune_malloc
 from .model import UniverSeg
+from .options import METHODS, MODES, PredictOptions
 from .pixel_classifier import FeatureCache
-from .preprocess import blank_problem, check_image, check_size, label_dtype, normalize, resize, to_grey
+from .preprocess import (
+    blank_problem,
+    check_image,
+    check_size,
+    label_dtype,
+    normalize,
+    resize,
+    to_grey,
+)
 from .support import Example, SupportSet
 
 __all__ = ["MODES", "Plan", "PredictOptions", "Segmenter", "SlicePrediction", "candidate_plans", "choose_plan", "object_thickness"]
 
-MODES = ("auto", "resize", "tiled")
 MAX_CROPS_PER_EXAMPLE = 8  # more crops of one image add time, little information
 ADAPT_CROPS = 4  # crops per example that adaptation draws its tiled episodes from
 TENSOR_CACHE_BYTES = 256 << 20  # examples' normalised tensors kept between calls
 PLANS_KEPT = 8  # chosen plans kept (each holds a fitted classifier of a few MB)
-
-
-@dataclass
-class PredictOptions:
-    support_size: int = 64  # at most this many examples per forward pass
-    ensemble: int = 1  # K support subsets whose probabilities are averaged
-    threshold: float = 0.5
-    classes: Sequence[int] | None = None  # default: every label in the support set
-    mode: str = "auto"  # how UniverSeg sees images: "auto", "resize" or "tiled"
-    scale: float | None = None  # tiled mode: image scale factor (None: automatic)
-    # Who predicts: "universeg", "pixels" (pixel classifier), "blend" (their mean), or "auto":
-    # chosen by leave-one-out on the examples when mode is "auto", else "universeg".
-    method: str = "auto"
-    adapt: bool = False  # fine-tune a copy of the model on the examples first (adapt.py)
-    seed: int = 0
-    max_items: int = 96  # queries x support items per forward pass (bounds memory)
-
-    def validate(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, not {self.mode!r}")
-        if self.method not in ("auto", *METHODS):
-            raise ValueError(f"method must be one of {('auto', *METHODS)}, not {self.method!r}")
-        if self.support_size < 1 or self.ensemble < 1:
-            raise ValueError("support size and ensemble size must be at least 1")
-        if not 0 < self.threshold < 1:
-            raise ValueError(f"threshold must be between 0 and 1, got {self.threshold}")
-        if self.scale is not None and not 0.02 <= self.scale <= 4:
-            raise ValueError(f"scale must be between 0.02 and 4, got {self.scale}")
 
 
 @dataclass

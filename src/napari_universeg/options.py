@@ -1,0 +1,42 @@
+"""The options of a segmentation run, and their limits: torch-free, so the widget can use them
+without loading the engine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+MODES = ("auto", "resize", "tiled")  # how UniverSeg sees images (predict.py)
+METHODS = ("universeg", "pixels", "blend")  # who predicts (choice.py)
+MAX_SUPPORT_SIZE = 256  # support items per forward pass: memory grows with it
+MAX_ENSEMBLE = 16  # support subsets averaged; time grows with it
+
+
+@dataclass
+class PredictOptions:
+    support_size: int = 64  # at most this many examples per forward pass
+    ensemble: int = 1  # K support subsets whose probabilities are averaged
+    threshold: float = 0.5
+    classes: Sequence[int] | None = None  # default: every label in the support set
+    mode: str = "auto"  # how UniverSeg sees images: "auto", "resize" or "tiled"
+    scale: float | None = None  # tiled mode: image scale factor (None: automatic)
+    # Who predicts: "universeg", "pixels" (pixel classifier), "blend" (their mean), or "auto":
+    # chosen by leave-one-out on the examples when mode is "auto", else "universeg".
+    method: str = "auto"
+    adapt: bool = False  # fine-tune a copy of the model on the examples first (adapt.py)
+    seed: int = 0
+    max_items: int = 96  # queries x support items per forward pass (bounds memory)
+
+    def validate(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, not {self.mode!r}")
+        if self.method not in ("auto", *METHODS):
+            raise ValueError(f"method must be one of {('auto', *METHODS)}, not {self.method!r}")
+        if not 1 <= self.support_size <= MAX_SUPPORT_SIZE:
+            raise ValueError(f"support size must be between 1 and {MAX_SUPPORT_SIZE}, got {self.support_size}")
+        if not 1 <= self.ensemble <= MAX_ENSEMBLE:
+            raise ValueError(f"ensemble size must be between 1 and {MAX_ENSEMBLE}, got {self.ensemble}")
+        if not 0 < self.threshold < 1:
+            raise ValueError(f"threshold must be between 0 and 1, got {self.threshold}")
+        if self.scale is not None and not 0.02 <= self.scale <= 4:
+            raise ValueError(f"scale must be between 0.02 and 4, got {self.scale}")
