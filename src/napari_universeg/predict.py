@@ -40,15 +40,7 @@ from .device import autocast_dtype, pick_device, tune_malloc
 from .model import UniverSeg
 from .options import METHODS, MODES, PredictOptions
 from .pixel_classifier import FeatureCache
-from .preprocess import (
-    blank_problem,
-    check_image,
-    check_size,
-    label_dtype,
-    normalize,
-    resize,
-    to_grey,
-)
+from .preprocess import blank_problem, check_image, check_size, label_dtype, normalize, resize, to_grey
 from .support import Example, SupportSet
 
 __all__ = ["MODES", "Plan", "PredictOptions", "Segmenter", "SlicePrediction", "candidate_plans", "choose_plan", "object_thickness"]
