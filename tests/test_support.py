@@ -65,9 +65,33 @@ def test_files_that_are_not_support_sets(tmp_path):
     with pytest.raises(ValueError, match="not a napari-universeg support-set file"):
         SupportSet.load(tmp_path / "other.npz")
     (tmp_path / "broken.npz").write_bytes(b"PK\x03\x04 truncated")
-    with pytest.raises(ValueError, match="cannot read support-set file"):
+    with pytest.raises(ValueError, match="not an .npz archive"):
         SupportSet.load(tmp_path / "broken.npz")
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "image.tif", np.zeros((8, 8), np.uint8))
+    with pytest.raises(ValueError, match="image.tif is not a napari-universeg support-set file \\(not an .npz archive\\)"):
+        SupportSet.load(tmp_path / "image.tif")
     assert not is_support_file(tmp_path / "other.npz") and not is_support_file(tmp_path / "broken.npz")
+
+
+@pytest.mark.parametrize(
+    "metadata,message",
+    [
+        ("[1, 2]", "is not a napari-universeg support-set file"),
+        ('{"format": "napari-universeg-support", "version": 99, "examples": []}', "version 99 is not supported"),
+        ('{"format": "napari-universeg-support", "version": 1, "examples": "abc"}', "'examples' must be a list, not str"),
+        ('{"format": "napari-universeg-support", "version": 1, "examples": [{"enabled": "false"}]}', "example 0 must have"),
+        ('{"format": "napari-universeg-support", "version": 1, "examples": [3]}', "example 0 must have"),
+        ('{"format": "napari-universeg-support", "version": 1, "examples": [{"meta": ' + "[" * 100_000 + "]" * 100_000 + "}]}", "cannot read support-set file"),
+    ],
+)
+def test_metadata_of_the_wrong_shape_is_one_clear_error(tmp_path, metadata, message):
+    rng = np.random.default_rng(0)
+    image, mask = _example(rng)
+    np.savez(tmp_path / "odd.npz", image_0=image, mask_0=mask, metadata=np.array(metadata))
+    with pytest.raises(ValueError, match=message):
+        SupportSet.load(tmp_path / "odd.npz")
 
 
 def test_missing_member_is_named(tmp_path):

@@ -110,22 +110,41 @@ class SupportSet:
         path = Path(path)
         if not path.is_file():
             raise ValueError(f"support-set file not found: {path}")
+        if not zipfile.is_zipfile(path):
+            raise ValueError(f"{path} is not a napari-universeg support-set file (not an .npz archive)")
         try:
             with np.load(path, allow_pickle=False) as data:
                 if "metadata" not in data.files:
                     raise ValueError(f"{path} is not a napari-universeg support-set file (no metadata)")
-                metadata = json.loads(str(data["metadata"]))
-                if metadata.get("format") != FORMAT:
-                    raise ValueError(f"{path} is not a napari-universeg support-set file")
+                items = _check_metadata(json.loads(str(data["metadata"])), path)
                 examples = []
-                for i, item in enumerate(metadata["examples"]):
+                for i, item in enumerate(items):
                     for key in (f"image_{i}", f"mask_{i}"):
                         if key not in data.files:
                             raise ValueError(f"{path}: support-set file is incomplete, member {key} is missing")
-                    examples.append(Example(data[f"image_{i}"], data[f"mask_{i}"], item.get("source", ""), bool(item.get("enabled", True)), item.get("meta", {})))
-        except (OSError, zipfile.BadZipFile, EOFError, KeyError, json.JSONDecodeError) as e:
-            raise ValueError(f"{path}: cannot read support-set file ({type(e).__name__}: {e})") from None
+                    examples.append(Example(data[f"image_{i}"], data[f"mask_{i}"], item["source"], item["enabled"], item["meta"]))
+        except (OSError, zipfile.BadZipFile, EOFError, KeyError, json.JSONDecodeError, RecursionError) as e:
+            raise ValueError(f"{path}: cannot read support-set file ({type(e).__name__}: {str(e)[:200]})") from None
         return cls(examples)
+
+
+def _check_metadata(metadata, path: Path) -> list[dict]:
+    """The examples' entries of a support-set file's metadata, each with a str "source", a bool
+    "enabled" and a dict "meta" (defaults where missing); a clear error for anything else."""
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a napari-universeg support-set file")
+    if metadata.get("version") != VERSION:
+        raise ValueError(f"{path}: support-set file version {metadata.get('version')!r} is not supported (this version reads {VERSION})")
+    items = metadata.get("examples")
+    if not isinstance(items, list):
+        raise ValueError(f"{path}: support-set metadata 'examples' must be a list, not {type(items).__name__}")
+    out = []
+    for i, item in enumerate(items):
+        item = {"source": "", "enabled": True, "meta": {}, **item} if isinstance(item, dict) else item
+        if not (isinstance(item, dict) and isinstance(item["source"], str) and isinstance(item["enabled"], bool) and isinstance(item["meta"], dict)):
+            raise ValueError(f"{path}: support-set metadata of example {i} must have a text 'source', a true/false 'enabled' and a 'meta' mapping")
+        out.append(item)
+    return out
 
 
 def is_support_file(path: str | Path) -> bool:
