@@ -69,6 +69,25 @@ def official_key_map(config: ModelConfig) -> dict[str, str]:
 
 def _load_strict(model: UniverSeg, state: dict[str, torch.Tensor], source: str, names: dict[str, str] | None = None) -> None:
     """Load exactly the model's tensors; ``names`` maps our keys to the file's for messages."""
+    _check_shapes(model, state, source, names)
+    model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+
+
+def _build_checked(config: ModelConfig, state: dict[str, torch.Tensor], source: str, names: dict[str, str] | None = None) -> UniverSeg:
+    """The model of ``config`` with ``state`` loaded, checked against the tensors first on a
+    skeleton that allocates nothing: a config that declares huge layers costs no memory."""
+    try:
+        with torch.device("meta"):
+            skeleton = UniverSeg(config.encoder_widths, config.decoder_widths)
+    except (ValueError, RuntimeError) as e:
+        raise WeightsError(f"{source}: invalid model config {config.to_dict()} ({e})") from None
+    _check_shapes(skeleton, state, source, names)
+    model = UniverSeg(config.encoder_widths, config.decoder_widths)
+    model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+    return model.eval()
+
+
+def _check_shapes(model: UniverSeg, state: dict[str, torch.Tensor], source: str, names: dict[str, str] | None = None) -> None:
     names = names or {}
     expected = model.state_dict()
     missing = sorted(names.get(k, k) for k in set(expected) - set(state))
@@ -78,17 +97,21 @@ def _load_strict(model: UniverSeg, state: dict[str, torch.Tensor], source: str, 
     for key, tensor in state.items():
         if tuple(tensor.shape) != tuple(expected[key].shape):
             raise WeightsError(f"{source}: wrong architecture; tensor {names.get(key, key)} has shape {tuple(tensor.shape)}, expected {tuple(expected[key].shape)}")
-    model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
 
 
 def load_official_state_dict(model: UniverSeg, state_dict: dict[str, torch.Tensor], source: str = "state_dict") -> None:
     """Load an official-layout state_dict into ``model`` through the explicit key map, strictly."""
-    mapping = official_key_map(model.config)
+    _load_strict(model, *_from_official(model.config, state_dict, source))
+
+
+def _from_official(config: ModelConfig, state_dict: dict[str, torch.Tensor], source: str) -> tuple[dict, str, dict]:
+    """(our state, source, our names -> the file's) of an official-layout state_dict."""
+    mapping = official_key_map(config)
     unknown = sorted(set(state_dict) - set(mapping))
     missing = sorted(set(mapping) - set(state_dict))
     if unknown or missing:
         raise WeightsError(f"{source}: not an official-layout UniverSeg state_dict; missing {missing or 'none'}, unexpected {unknown or 'none'}")
-    _load_strict(model, {mapping[k]: v for k, v in state_dict.items()}, source, {v: k for k, v in mapping.items()})
+    return {mapping[k]: v for k, v in state_dict.items()}, source, {v: k for k, v in mapping.items()}
 
 
 def _config_from_official(state_dict: dict[str, torch.Tensor]) -> ModelConfig:
@@ -128,13 +151,17 @@ def load_weights_file(path: str | Path) -> tuple[UniverSeg, WeightsInfo]:
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weights file not found: {path}")
+    if not os.access(path, os.R_OK):
+        raise WeightsError(f"cannot read weights file {path}: permission denied")
     if path.suffix == ".safetensors":
         state, meta = _read_safetensors(path)
         if meta.get("format") == "napari-universeg":
-            config = ModelConfig.from_dict(json.loads(meta["config"]))
-            model = UniverSeg(config.encoder_widths, config.decoder_widths)
-            _load_strict(model, state, str(path))
-            return model.eval(), WeightsInfo(str(path), config, json.loads(meta.get("card", "{}")))
+            try:
+                config = ModelConfig.from_dict(json.loads(meta["config"]))
+                card = json.loads(meta.get("card", "{}"))
+            except (KeyError, TypeError, ValueError) as e:  # missing, not JSON, or not the expected fields
+                raise WeightsError(f"{path}: the model config in the file's metadata is missing or invalid ({type(e).__name__}: {e})") from None
+            return _build_checked(config, state, str(path)), WeightsInfo(str(path), config, card if isinstance(card, dict) else {})
     else:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -145,9 +172,8 @@ def load_weights_file(path: str | Path) -> tuple[UniverSeg, WeightsInfo]:
         if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
             raise WeightsError(f"{path}: not a state_dict of tensors")
     config = _config_from_official(state)
-    model = UniverSeg(config.encoder_widths, config.decoder_widths)
-    load_official_state_dict(model, state, str(path))
-    return model.eval(), WeightsInfo(str(path), config, {"description": "official-layout state_dict"})
+    model = _build_checked(config, *_from_official(config, state, str(path)))
+    return model, WeightsInfo(str(path), config, {"description": "official-layout state_dict"})
 
 
 def cache_dir() -> Path:
