@@ -120,3 +120,16 @@ def test_large_labels_are_kept_not_wrapped(tmp_path):
     s.add(np.random.rand(16, 16), mask)
     loaded = SupportSet.load(s.save(tmp_path / "big.npz"))
     assert loaded.classes() == [70000] and loaded[0].mask.max() == 70000
+
+
+def test_a_small_archive_declaring_huge_arrays_is_refused_before_decompressing(tmp_path, monkeypatch):
+    monkeypatch.setenv("NAPARI_UNIVERSEG_MAX_PIXELS", str(10_000))
+    rng = np.random.default_rng(0)
+    s = SupportSet()
+    s.add(np.zeros((64, 64)) + rng.random((64, 64)), np.zeros((64, 64), np.uint8))  # 2 x 4096 elements
+    s.add(np.zeros((64, 64)) + rng.random((64, 64)), np.zeros((64, 64), np.uint8))
+    path = s.save(tmp_path / "set.npz")
+    with pytest.raises(ValueError, match="set.npz declares .* more than the limit of 10,000; set NAPARI_UNIVERSEG_MAX_PIXELS"):
+        SupportSet.load(path)
+    monkeypatch.setenv("NAPARI_UNIVERSEG_MAX_PIXELS", str(1 << 20))  # the documented override
+    assert len(SupportSet.load(path)) == 2

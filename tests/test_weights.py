@@ -2,12 +2,18 @@
 
 import pytest
 import torch
-from safetensors.torch import save_file
-
 from naive_universeg import random_official_state_dict
+from safetensors.torch import save_file
+from test_hostile import LIMIT_MB, _peak_mb
+
 from napari_universeg import UniverSeg
 from napari_universeg import weights as W
-from napari_universeg.weights import WeightsError, load_weights, load_weights_file, save_weights
+from napari_universeg.weights import (
+    WeightsError,
+    load_weights,
+    load_weights_file,
+    save_weights,
+)
 
 TINY = ((8, 8, 8, 8), (8, 8, 8))
 
@@ -57,39 +63,19 @@ def test_bad_files_name_the_problem(tmp_path):
         load_weights_file(tmp_path / "wrongshape.pt")
 
 
-def _peak_mb_loading(path) -> tuple[float, str]:
-    """Peak RSS (MB) of a fresh process that imports the engine and tries to load ``path``, and
-    what it printed."""
-    import subprocess
-    import sys
-
-    code = (
-        "import resource, torch\n"
-        "from napari_universeg.weights import load_weights_file\n"
-        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-        "try:\n"
-        f"    load_weights_file({str(path)!r}); print('loaded')\n"
-        "except ValueError as e:\n"
-        "    print('error:', e)\n"
-        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout.splitlines()
-    return float(out[-1]), out[0]
-
-
 def test_declared_sizes_are_checked_before_the_model_is_built(tmp_path):
     import json
 
     small = {k: v.half() for k, v in UniverSeg(*TINY).state_dict().items()}
     config = {"encoder_widths": [3000] * 4, "decoder_widths": [3000] * 3}
     save_file(small, str(tmp_path / "wide.safetensors"), metadata={"format": "napari-universeg", "config": json.dumps(config)})
-    peak, said = _peak_mb_loading(tmp_path / "wide.safetensors")
-    assert said.startswith("error:") and "wrong architecture" in said and peak < 1024
+    peak, said = _peak_mb(f"load_weights_file({str(tmp_path / 'wide.safetensors')!r})")
+    assert said.startswith("error:") and "wrong architecture" in said and peak < LIMIT_MB
     sd = random_official_state_dict(*TINY)
     sd["enc_blocks.0.cross.cross_conv.bias"] = torch.zeros(5000)
     torch.save(sd, tmp_path / "widebias.pt")
-    peak, said = _peak_mb_loading(tmp_path / "widebias.pt")
-    assert said.startswith("error:") and "has shape" in said and peak < 1024
+    peak, said = _peak_mb(f"load_weights_file({str(tmp_path / 'widebias.pt')!r})")
+    assert said.startswith("error:") and "has shape" in said and peak < LIMIT_MB
     for config in ("not json", json.dumps({"encoder_widths": [8]})):
         save_file(small, str(tmp_path / "bad.safetensors"), metadata={"format": "napari-universeg", "config": config})
         with pytest.raises(WeightsError, match="bad.safetensors: the model config in the file's metadata is missing or invalid"):

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .preprocess import SizeLimitError, check_declared_size
+
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
 
 
@@ -18,10 +20,15 @@ def read_image(path: str | Path) -> np.ndarray:
         if path.suffix.lower() in (".tif", ".tiff"):
             import tifffile
 
-            return np.asarray(tifffile.imread(path))
+            with tifffile.TiffFile(path) as tif:
+                check_declared_size(tif.series[0].shape, f"image file {path}")
+                return np.asarray(tif.asarray())
         import imageio.v3 as iio
 
+        check_declared_size(iio.improps(path).shape, f"image file {path}")
         return np.asarray(iio.imread(path))
+    except SizeLimitError:
+        raise
     except Exception as e:  # the readers raise many types for truncated or foreign files
         raise ValueError(f"cannot read image file {path}: {type(e).__name__}: {e}") from None
 

@@ -10,6 +10,27 @@ import numpy as np
 MIN_SIZE = 8
 LUMINANCE = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601
 MAX_LABEL = 2**31 - 1  # masks are kept as int32
+# Largest image or support-set array read from a file, checked against the size the file
+# declares before anything is allocated (a small file can declare a huge image). Raise it with
+# the environment variable NAPARI_UNIVERSEG_MAX_PIXELS for truly huge images.
+MAX_PIXELS = 1 << 27  # 134M pixels, e.g. a 400-slice stack of 580 x 580 px
+MAX_PIXELS_ENV = "NAPARI_UNIVERSEG_MAX_PIXELS"
+
+
+class SizeLimitError(ValueError):
+    """A file declares an array larger than MAX_PIXELS."""
+
+
+def check_declared_size(shape: tuple[int, ...], what: str) -> None:
+    """Refuse an array of ``shape`` bigger than MAX_PIXELS (or the environment's override)."""
+    import math
+    import os
+
+    limit = int(os.environ.get(MAX_PIXELS_ENV) or MAX_PIXELS)
+    n = math.prod(int(x) for x in shape)
+    if n > limit:
+        raise SizeLimitError(f"{what} declares {' x '.join(map(str, shape))} = {n:,} pixels, more than the limit of {limit:,}; "
+                         f"set {MAX_PIXELS_ENV} to read larger images")
 
 
 def to_grey(image: np.ndarray, channel: int | None = None, what: str = "image") -> np.ndarray:

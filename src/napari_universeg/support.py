@@ -15,7 +15,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .preprocess import check_image, check_mask, label_dtype, to_grey
+from .preprocess import SizeLimitError, check_declared_size, check_image, check_mask, label_dtype, to_grey
 
 FORMAT = "napari-universeg-support"
 VERSION = 1
@@ -112,6 +112,7 @@ class SupportSet:
             raise ValueError(f"support-set file not found: {path}")
         if not zipfile.is_zipfile(path):
             raise ValueError(f"{path} is not a napari-universeg support-set file (not an .npz archive)")
+        _check_member_sizes(path)
         try:
             with np.load(path, allow_pickle=False) as data:
                 if "metadata" not in data.files:
@@ -126,6 +127,27 @@ class SupportSet:
         except (OSError, zipfile.BadZipFile, EOFError, KeyError, json.JSONDecodeError, RecursionError) as e:
             raise ValueError(f"{path}: cannot read support-set file ({type(e).__name__}: {str(e)[:200]})") from None
         return cls(examples)
+
+
+def _check_member_sizes(path: Path) -> None:
+    """Refuse an archive whose arrays declare more than MAX_PIXELS elements in all (read from the
+    .npy headers, before anything is decompressed: a small file can hold a huge array of zeros)."""
+    total = 0
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for name in zf.namelist():
+                if not name.endswith(".npy"):
+                    continue
+                with zf.open(name) as f:
+                    version = np.lib.format.read_magic(f)
+                    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                    shape = read_header(f)[0]
+                total += int(np.prod(shape, dtype=np.int64))
+                check_declared_size((total,), f"support-set file {path}")
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        if isinstance(e, SizeLimitError):
+            raise
+        raise ValueError(f"{path}: cannot read support-set file ({type(e).__name__}: {e})") from None
 
 
 def _check_metadata(metadata, path: Path) -> list[dict]:

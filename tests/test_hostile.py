@@ -1,0 +1,64 @@
+"""Files that declare more than they hold (images, support sets; weights in test_weights.py): refused from their headers, in bounded memory (each case
+runs in a child process whose peak memory is measured)."""
+
+import json
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import tifffile
+
+LIMIT_MB = 1024
+
+
+def _peak_mb(call: str) -> tuple[float, str]:
+    """(peak RSS in MB above the child's start, the one line it printed) for ``call``, a Python
+    expression run after importing the package's readers."""
+    code = (
+        "import resource\n"
+        "from napari_universeg.io import read_image\n"
+        "from napari_universeg.support import SupportSet\n"
+        "from napari_universeg.weights import load_weights_file\n"
+        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "try:\n"
+        f"    {call}; said = 'read'\n"
+        "except ValueError as e:\n"
+        "    said = f'error: {e}'\n"
+        "print(said)\n"
+        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout.splitlines()
+    return float(out[-1]), out[0]
+
+
+def test_a_tiny_tiff_declaring_40000_x_40000_px(tmp_path):
+    path = tmp_path / "bomb.tif"
+    tifffile.imwrite(path, np.zeros((256, 256), np.uint8), tile=(256, 256), compression="zlib")
+    with tifffile.TiffFile(path, mode="r+b") as tif:
+        tif.pages[0].tags["ImageWidth"].overwrite(40000)
+        tif.pages[0].tags["ImageLength"].overwrite(40000)
+    assert path.stat().st_size < 2000
+    peak, said = _peak_mb(f"read_image({str(path)!r})")
+    assert said == f"error: image file {path} declares 40000 x 40000 = 1,600,000,000 pixels, more than the limit of 134,217,728; set NAPARI_UNIVERSEG_MAX_PIXELS to read larger images"
+    assert peak < LIMIT_MB
+
+
+def test_a_support_set_zip_bomb(tmp_path):
+    """400 MB of zeros in a file of under 1 MB, declared in an .npy header."""
+    path = tmp_path / "bomb.npz"
+    header = {"descr": "|u1", "fortran_order": False, "shape": (20000, 20000)}
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        with zf.open("image_0.npy", "w", force_zip64=True) as f:
+            np.lib.format.write_array_header_1_0(f, header)
+            chunk = bytes(1 << 24)
+            for _ in range(400_000_000 // len(chunk) + 1):
+                f.write(chunk)
+        zf.writestr("mask_0.npy", b"")
+        meta = {"format": "napari-universeg-support", "version": 1, "examples": [{}]}
+        with zf.open("metadata.npy", "w") as f:
+            np.lib.format.write_array(f, np.array(json.dumps(meta)))
+    assert path.stat().st_size < 1 << 20
+    peak, said = _peak_mb(f"SupportSet.load({str(path)!r})")
+    assert said.startswith(f"error: support-set file {path} declares") and "more than the limit" in said
+    assert peak < LIMIT_MB
