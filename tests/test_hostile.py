@@ -62,3 +62,21 @@ def test_a_support_set_zip_bomb(tmp_path):
     peak, said = _peak_mb(f"SupportSet.load({str(path)!r})")
     assert said.startswith(f"error: support-set file {path} declares") and "more than the limit" in said
     assert peak < LIMIT_MB
+
+
+def test_a_five_channel_tiff_is_one_image_not_32_thin_slices(tmp_path):
+    from napari_universeg.io import as_slices, read_image
+
+    image = np.random.default_rng(0).random((32, 32, 5)).astype(np.float32)
+    tifffile.imwrite(tmp_path / "five.tif", image)
+    assert as_slices(read_image(tmp_path / "five.tif")).shape == (1, 32, 32, 5)
+    assert as_slices(np.zeros((40, 32, 32))).shape == (40, 32, 32)  # a stack stays a stack
+
+
+def test_finite_values_beyond_float32_are_rescaled_not_called_infinite():
+    from napari_universeg.preprocess import check_image, to_grey
+
+    image = np.random.default_rng(0).random((16, 16)) * 1e39
+    grey = to_grey(image)
+    check_image(grey)  # no "NaN or infinite" error
+    assert grey.dtype == np.float32 and np.isfinite(grey).all() and np.argmax(grey) == np.argmax(image)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .preprocess import SizeLimitError, check_declared_size
+from .preprocess import MIN_SIZE, SizeLimitError, check_declared_size
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
 
@@ -39,6 +39,8 @@ def as_slices(array: np.ndarray, what: str = "image") -> np.ndarray:
         return array[None]
     if array.ndim == 3 and array.shape[-1] in (3, 4) and min(array.shape[:2]) > 4:
         return array[None]  # one RGB(A) image
+    if array.ndim == 3 and array.shape[-1] < MIN_SIZE <= min(array.shape[:2]):
+        return array[None]  # one multichannel image: its slices would be too thin to segment
     if array.ndim == 3 or (array.ndim == 4 and array.shape[-1] in (3, 4)):
         return array
     raise ValueError(f"{what} has shape {array.shape}; expected a 2D image, an RGB image or a stack of 2D slices")

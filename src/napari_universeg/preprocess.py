@@ -58,6 +58,11 @@ def to_grey(image: np.ndarray, channel: int | None = None, what: str = "image") 
         raise ValueError(f"{what} must be a 2D image (H, W) or (H, W, channels), got an array of shape {image.shape}")
     if not np.issubdtype(grey.dtype, np.number) or np.iscomplexobj(grey):
         raise ValueError(f"{what} must be numeric, got dtype {grey.dtype}")
+    if grey.dtype.itemsize > 4 and np.issubdtype(grey.dtype, np.floating):
+        finite = np.isfinite(grey)
+        peak = float(np.abs(grey[finite]).max(initial=0.0))
+        if peak > np.finfo(np.float32).max / 4:  # finite values float32 cannot hold: rescale (only
+            grey = grey / peak  # the percentiles matter downstream), keeping NaN/inf as they are
     return grey.astype(np.float32, copy=False)
 
 
