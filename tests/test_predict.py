@@ -178,6 +178,8 @@ def test_candidate_plans_are_resize_and_the_feasible_tile_scales():
     assert candidate_plans([(512, 512)], 128) == [Plan("resize"), Plan("tiled", 1.0), Plan("tiled", 0.5)]
     # the largest image decides: 1100 px at 0.5 is 550 px, under 5 tiles across
     assert candidate_plans([(256, 256), (1100, 900)], 128) == [Plan("resize"), Plan("tiled", 0.5), Plan("tiled", 0.25)]
+    # a 16 px wide strip: no scale below 1/2 keeps it 8 px wide, and 1/2 leaves it 10000 px long
+    assert candidate_plans([(16, 20000)], 128) == [Plan("resize")]
 
 
 def test_auto_plan_is_validated_once_per_support_set(segmenter, stack, monkeypatch):

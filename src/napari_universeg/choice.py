@@ -21,6 +21,7 @@ import numpy as np
 
 from .metrics import class_dice
 from .options import METHODS
+from .preprocess import MIN_SIZE
 from .pixel_classifier import N_TREES, FeatureCache, PixelClassifier, from_working, to_working
 from .support import Example
 
@@ -120,9 +121,11 @@ def choose_plan(examples: Sequence[Example], query_shape: tuple[int, int], size:
 
 def candidate_plans(shapes: Sequence[tuple[int, int]], size: int) -> list[Plan]:
     """The UniverSeg views "auto" validates: resize, and tiles at the power-of-two scales that keep
-    the largest image between 1.5 and MAX_TILED_SIDE model sizes across."""
+    the largest image between 1.5 and MAX_TILED_SIDE model sizes across and no side of an image
+    under MIN_SIZE px."""
     big = max(max(s) for s in shapes)
-    scales = [2.0**-k for k in range(8) if 1.5 * size < big * 2.0**-k < MAX_TILED_SIDE * size]
+    small = min(min(s) for s in shapes)
+    scales = [2.0**-k for k in range(8) if 1.5 * size < big * 2.0**-k < MAX_TILED_SIDE * size and small * 2.0**-k >= MIN_SIZE]
     return [Plan("resize")] + [Plan("tiled", s) for s in scales]
 
 
