@@ -127,6 +127,12 @@ def test_a_blank_slice_is_left_empty_with_a_warning(files, capsys):
     assert labels.shape == stack.shape and not labels[2].any() and labels[[0, 1, 3]].any()
 
 
+def test_errors_about_a_query_name_its_file(files, capsys):
+    tifffile.imwrite(files / "tiny.tif", np.random.default_rng(0).random((4, 30)).astype(np.float32))
+    rc = main(["segment", str(files / "tiny.tif"), "--out", str(files / "o.tif"), *_support_args(files)])
+    assert rc == 2 and f"error: {files / 'tiny.tif'}: slice 0 is 4x30 px" in capsys.readouterr().err
+
+
 def test_truncated_image_and_mismatched_mask(files, capsys):
     (files / "trunc.tif").write_bytes(tifffile.imread.__doc__.encode()[:100])
     rc = main(["segment", str(files / "trunc.tif"), "--out", str(files / "o.tif"), *_support_args(files)])

@@ -145,7 +145,7 @@ def _segment(args) -> None:
     with tqdm(total=total, unit="slice", desc="segmenting", file=sys.stderr) as bar:
         for f, dst, slices in stacks:
             labels, probs = [], []
-            for pred in seg.iter_predict(support, slices, options, channel=args.channel):
+            for pred in _naming(f, seg.iter_predict(support, slices, options, channel=args.channel)):
                 if pred.plan is not reported and pred.plan.estimate is not None:
                     reported = pred.plan
                     bar.write(f"{pred.plan.describe()}: {pred.plan.estimate_message(len(support.enabled()))}", file=sys.stderr)
@@ -159,6 +159,14 @@ def _segment(args) -> None:
             if args.probabilities:
                 write_labels(_probability_path(args.probabilities, f, len(stacks)), probs[0] if squeeze else np.stack(probs))
             print(f"{f} -> {dst} ({pred.plan.describe()})", file=sys.stderr)
+
+
+def _naming(path: Path, results):
+    """The results, with any error about the image prefixed by its file."""
+    try:
+        yield from results
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
 
 
 def _probability_path(option: str, image: Path, n_images: int) -> Path:
