@@ -94,6 +94,14 @@ def test_methods_restrict_the_candidates_and_one_example_is_cut_in_halves():
     assert [p.image.shape for p in parts] == [(120, 240), (120, 240)]  # cut across rows when square
 
 
+def test_one_example_never_drops_the_blend():
+    """Its two halves are too little evidence: the blend stays even where the classifier alone
+    scores far better on them."""
+    plan = validated_plan([_disks(0, size=240)], (240, 240), 64, [1], _useless_universeg, FeatureCache())
+    by_method = {c.method: c.estimate for c in plan.candidates}
+    assert by_method["pixels"] > by_method["blend"] + 0.5 and plan.method == "blend"
+
+
 def test_choice_can_be_cancelled():
     examples = [_disks(s) for s in range(2)]
     assert validated_plan(examples, (200, 200), 64, [1], _useless_universeg, FeatureCache(), cancel=lambda: True) is None
