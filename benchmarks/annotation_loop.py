@@ -4,6 +4,7 @@ one more slice perfectly (chosen by a strategy), accept it and segment the rest 
     python benchmarks/annotation_loop.py [--data ../shared/evaldata]
         [--sets isbi2012_em_membranes,pfcpn_brightfield_neurons] [--slices 30] [--rounds 4]
         [--strategies suggest,random,spread] [--seed 0] [--json out.json] [--plot out.png]
+    python benchmarks/annotation_loop.py --table-from newer.json older.json [--plot out.png]
 
 Series: the first ``--slices`` images of each set (sorted ids; the EM set is one serial stack).
 The start slice is the middle one. Strategies for the next slice: "suggest" (the plugin's
@@ -127,7 +128,16 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path)
     p.add_argument("--plot", type=Path)
+    p.add_argument("--table-from", type=Path, nargs="+", metavar="JSON", help="print the table (and --plot) from earlier --json files, later ones first")
     args = p.parse_args()
+    if args.table_from:
+        results = {}
+        for path in args.table_from:
+            results = {**json.loads(path.read_text()), **results}
+        print(table(results))
+        if args.plot:
+            plot(results, args.plot)
+        return
     seg = Segmenter.from_weights("default")
     results: dict = {}
     for name in args.sets.split(","):
