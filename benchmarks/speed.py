@@ -50,7 +50,7 @@ def worker(path: str, s: int, repeats: int) -> dict:
         seg = Segmenter(UniverSeg.from_official_state_dict(sd), device="cpu", precision=path.split("-")[1])
         with torch.inference_mode(), seg._autocast():
             feats = seg.model.support_features(si, sl)
-        run = lambda: seg._forward(q, feats)  # noqa: E731
+        run = lambda: seg._forward(seg.model, q, feats)  # noqa: E731
     base = _rss_mb()
     with torch.inference_mode():
         out = run()  # warm-up
