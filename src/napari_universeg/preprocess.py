@@ -61,7 +61,7 @@ def to_grey(image: np.ndarray, channel: int | None = None, what: str = "image") 
     if grey.dtype.itemsize > 4 and np.issubdtype(grey.dtype, np.floating):
         finite = np.isfinite(grey)
         peak = float(np.abs(grey[finite]).max(initial=0.0))
-        if peak > np.finfo(np.float32).max / 4:  # finite values float32 cannot hold: rescale (only
+        if peak > float(np.finfo(np.float32).max) / 4:  # finite values float32 cannot hold: rescale (only
             grey = grey / peak  # the percentiles matter downstream), keeping NaN/inf as they are
     return grey.astype(np.float32, copy=False)
 
