@@ -297,3 +297,15 @@ def test_labels_above_uint16_come_out_unwrapped(segmenter, stack):
 def test_options_out_of_range_are_refused_before_any_work(field, value, message):
     with pytest.raises(ValueError, match=message):
         PredictOptions(**{field: value}).validate()
+
+
+def test_only_the_examples_a_pass_uses_are_prepared(segmenter, stack):
+    """With more examples than the support size, the others cost no memory (10,000 tiny ones used
+    2 GB when every example was normalised first)."""
+    image, labels = stack
+    seg = Segmenter(segmenter.model, "cpu", "fp32", size=64)
+    support = SupportSet()
+    for k in range(300):
+        support.add(np.roll(image[k % 6], k, axis=1), np.roll(labels[k % 6], k, axis=1))
+    seg.predict(support, image[:1], PredictOptions(mode="resize", method="universeg", support_size=16, ensemble=2))
+    assert len(seg._tensors) <= 32

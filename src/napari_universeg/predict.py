@@ -162,8 +162,10 @@ class Segmenter:
     def _support_tensors(self, examples: Sequence[Example], classes: Sequence[int], plan: Plan, options: PredictOptions):
         """Per class: a list (one per ensemble member) of (images, masks) of shape (1, S, 1, size, size)."""
         scale = None if plan.mode == "resize" else plan.scale
-        images, labels = zip(*(self._example_tensors(ex, scale) for ex in examples))
         subsets = _subsets(len(examples), options)
+        used = sorted(set(np.concatenate(subsets).tolist()))  # only these examples are prepared
+        tensors = dict(zip(used, (self._example_tensors(examples[i], scale) for i in used)))
+        images, labels = {i: t[0] for i, t in tensors.items()}, {i: t[1] for i, t in tensors.items()}
         out = {}
         rng = np.random.default_rng(options.seed)
         for c in classes:
