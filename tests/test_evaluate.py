@@ -197,3 +197,15 @@ def test_plugin_runs_carry_auto_estimate_and_plan(disks):
         assert result["summary"][n]["estimate"] == result["runs"][int(n == "4")]["estimate"]
     # a random model cannot segment; the blend or the pixel classifier still finds bright disks
     assert result["summary"]["4"]["mean"] > 0.8
+
+
+@pytest.mark.parametrize("name", ["otsu", "random-forest", "universeg"])
+def test_a_blank_query_does_not_stop_the_protocol(tmp_path, name):
+    root = _write_dataset(tmp_path / "blank")
+    iio.imwrite(root / "images" / "006.png", np.full((64, 64), 7, np.uint8))  # a query
+    options = {"mode": "resize", "method": "universeg"} if name == "universeg" else {}
+    result = run_protocol(load_dataset(root), get_method(name, **options), name, support_sizes=(1,), seeds=(0,))
+    scores = result["runs"][0]["dice_per_query"]
+    assert sorted(scores) == ["004", "005", "006", "007"]  # every query scored
+    if name == "universeg":  # left empty (with a note), against a mask with disks
+        assert scores["006"] == 0.0 and min(scores[q] for q in ("004", "005", "007")) > 0.5
