@@ -39,6 +39,7 @@ def test_working_shape_bounds_the_longer_side():
     assert working_shape((1024, 1344)) == (390, 512)
     assert working_shape((100, 80)) == (100, 80)
     assert working_shape((2000, 10), None) == (2000, 10)
+    assert working_shape((16, 20000)) == (8, 10000)  # a strip is not thinned below 8 px
 
 
 def test_pixel_classifier_learns_disks_and_reports_every_class():

@@ -80,3 +80,25 @@ def test_finite_values_beyond_float32_are_rescaled_not_called_infinite():
     grey = to_grey(image)
     check_image(grey)  # no "NaN or infinite" error
     assert grey.dtype == np.float32 and np.isfinite(grey).all() and np.argmax(grey) == np.argmax(image)
+
+
+def test_a_16_x_20000_strip_in_auto_mode():
+    """Every tile scale would shrink the strip below 8 px, and the classifier's working size would
+    have made it 1 px high: auto now resizes or uses the classifier on an 8 px high strip."""
+    from napari_universeg import Segmenter, SupportSet
+
+    rng = np.random.default_rng(0)
+
+    def strip():
+        m = np.zeros((16, 20000), np.uint8)
+        for x in rng.integers(0, 19990, 200):
+            m[4:12, x : x + 8] = 1
+        return (m * 0.6 + 0.2 + 0.05 * rng.standard_normal(m.shape)).astype(np.float32), m
+
+    support = SupportSet()
+    for _ in range(2):
+        support.add(*strip())
+    query, truth = strip()
+    pred = Segmenter.from_weights().predict(support, [query])[0]
+    assert pred.plan.mode == "resize" and pred.labels.shape == query.shape
+    assert 2 * ((pred.labels > 0) & (truth > 0)).sum() / ((pred.labels > 0).sum() + truth.sum()) > 0.8

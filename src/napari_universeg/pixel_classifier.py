@@ -17,6 +17,8 @@ import numpy as np
 from skimage.feature import multiscale_basic_features
 from skimage.transform import resize as sk_resize
 
+from .preprocess import MIN_SIZE
+
 MAX_SIDE = 512  # features and the forest work on images at most this many px across
 SIGMA_MAX = 16  # largest feature scale, px at the working size (sigmas 1, 2, 4, 8, 16)
 N_TREES = 50  # 100 trees on 100k pixels scored within 0.01 Dice on nuclei, 3x slower
@@ -28,9 +30,9 @@ _PREDICT_CHUNK = 1 << 18  # rows classified at once: bounds predict_proba's temp
 
 def working_shape(shape: Sequence[int], max_side: int | None = MAX_SIDE) -> tuple[int, int]:
     """(h, w) of an image of ``shape`` brought to at most ``max_side`` px across (never enlarged;
-    None: full size)."""
+    None: full size), but no side under MIN_SIZE px: a narrow strip keeps more of its length."""
     h, w = int(shape[0]), int(shape[1])
-    factor = 1.0 if max_side is None else min(1.0, max_side / max(h, w))
+    factor = 1.0 if max_side is None else min(1.0, max(max_side / max(h, w), MIN_SIZE / min(h, w)))
     return max(1, round(h * factor)), max(1, round(w * factor))
 
 
