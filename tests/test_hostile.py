@@ -44,6 +44,24 @@ def test_a_tiny_tiff_declaring_40000_x_40000_px(tmp_path):
     assert peak < LIMIT_MB
 
 
+def test_a_png_bomb(tmp_path):
+    """144M pixels of zeros in 150 KB: over the limit, under Pillow's own (178M)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    side = 12000
+    packer = zlib.compressobj(9)
+    idat = b"".join([packer.compress(bytes(side + 1)) for _ in range(side)] + [packer.flush()])
+    path = tmp_path / "bomb.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    assert path.stat().st_size < 1 << 20
+    peak, said = _peak_mb(f"read_image({str(path)!r})")
+    assert said.startswith(f"error: image file {path} declares 12000 x 12000") and peak < LIMIT_MB
+
+
 def test_a_support_set_zip_bomb(tmp_path):
     """400 MB of zeros in a file of under 1 MB, declared in an .npy header."""
     path = tmp_path / "bomb.npz"
