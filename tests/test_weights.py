@@ -53,6 +53,9 @@ def test_bad_files_name_the_problem(tmp_path):
     (tmp_path / "trunc.safetensors").write_bytes(b"\x10\x00\x00")
     with pytest.raises(WeightsError, match="cannot read"):
         load_weights_file(tmp_path / "trunc.safetensors")
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(WeightsError, match="empty.pt: cannot read weights file \\(EOFError: the file is empty or truncated\\)"):
+        load_weights_file(tmp_path / "empty.pt")
     torch.save({"conv.weight": torch.zeros(3, 3)}, tmp_path / "other.pt")
     with pytest.raises(WeightsError, match="not an official-layout"):
         load_weights_file(tmp_path / "other.pt")

@@ -166,7 +166,8 @@ def load_weights_file(path: str | Path) -> tuple[UniverSeg, WeightsInfo]:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # torch raises many types for corrupt or unsafe files
-            raise WeightsError(f"{path}: cannot read weights file ({str(e).splitlines()[0]})") from None
+            first_line = (str(e).splitlines() or [f"{type(e).__name__}: the file is empty or truncated"])[0]
+            raise WeightsError(f"{path}: cannot read weights file ({first_line})") from None
         if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
             state = state["state_dict"]
         if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
