@@ -99,6 +99,28 @@ def test_outputs_never_overwrite_inputs(files, out, extra, message, capsys, monk
     assert {p.name: p.read_bytes() for p in files.iterdir()} == before  # nothing written or changed
 
 
+def test_out_equal_to_the_support_set_file_is_refused(files, capsys):
+    path = files / "set.npz"
+    assert main(["segment", str(files / "stack.tif"), "--out", str(files / "o.tif"), *_support_args(files), "--save-support", str(path)]) == 0
+    before = path.read_bytes()
+    rc = main(["segment", str(files / "stack.tif"), "--out", str(path), "--support-set", str(path)])
+    assert rc == 2 and f"output {path} is also an input" in capsys.readouterr().err and path.read_bytes() == before
+
+
+def test_label_70000_comes_out_as_70000_in_the_file_and_the_reader(files):
+    from napari_universeg._reader import get_reader
+
+    mask = tifffile.imread(files / "ex0_mask.tif").astype(np.uint32) * 70000
+    tifffile.imwrite(files / "big_mask.tif", mask)
+    args = ["--support-images", str(files / "ex0.tif"), "--support-masks", str(files / "big_mask.tif"), "--save-support", str(files / "big.npz")]
+    assert main(["segment", str(files / "stack.tif"), "--out", str(files / "o.tif"), *args, "--predictor", "pixels", "--mode", "resize"]) == 0
+    out = tifffile.imread(files / "o.tif")
+    assert out.dtype == np.uint32 and set(np.unique(out)) == {0, 70000}
+    layers = get_reader(str(files / "big.npz"))(str(files / "big.npz"))
+    masks = [data for data, _, kind in layers if kind == "labels"][0]
+    assert masks.dtype == np.uint32 and masks.max() == 70000
+
+
 def test_output_folder_must_not_be_the_input_folder_and_must_be_writable(files, capsys, tmp_path):
     rc = main(["segment", str(files), "--out", str(files), *_support_args(files)])
     assert rc == 2 and "--out is the input folder" in capsys.readouterr().err

@@ -112,3 +112,18 @@ def test_official_weights_only_on_request(monkeypatch, tmp_path, capsys):
     assert info.name == "official" and model.config.encoder_widths == (64, 64, 64, 64)
     assert "research-use-only" in capsys.readouterr().err
     assert (tmp_path / "cache" / "napari-universeg" / W.OFFICIAL_FILE).is_file()
+
+
+def test_an_unreadable_weights_file_says_permission_denied(tmp_path):
+    import os
+
+    path = tmp_path / "locked.safetensors"
+    save_weights(UniverSeg(*TINY), path)
+    path.chmod(0)
+    try:
+        if os.access(path, os.R_OK):
+            pytest.skip("running as a user who can read anything")
+        with pytest.raises(WeightsError, match="cannot read weights file .*locked.safetensors: permission denied"):
+            load_weights_file(path)
+    finally:
+        path.chmod(0o600)

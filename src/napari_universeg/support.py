@@ -175,6 +175,7 @@ def is_support_file(path: str | Path) -> bool:
     if path.suffix != ".npz" or not path.is_file():
         return False
     try:
+        _check_member_sizes(path)  # too large to be ours: left to other readers
         with np.load(path, allow_pickle=False) as data:
             return "metadata" in data.files and json.loads(str(data["metadata"])).get("format") == FORMAT
     except Exception:
