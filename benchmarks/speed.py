@@ -45,9 +45,9 @@ def worker(path: str, s: int, repeats: int) -> dict:
         run = lambda: naive_forward(sd, q, si, sl)  # noqa: E731
     else:
         from napari_universeg.predict import Segmenter
-        from napari_universeg.model import UniverSeg
+        from napari_universeg.weights import from_official_state_dict
 
-        seg = Segmenter(UniverSeg.from_official_state_dict(sd), device="cpu", precision=path.split("-")[1])
+        seg = Segmenter(from_official_state_dict(sd), device="cpu", precision=path.split("-")[1])
         with torch.inference_mode(), seg._autocast():
             feats = seg.model.support_features(si, sl)
         run = lambda: seg._forward(seg.model, q, feats)  # noqa: E731

@@ -5,7 +5,7 @@ import torch
 
 from naive_universeg import naive_forward, official_shapes, random_official_state_dict
 from napari_universeg import UniverSeg
-from napari_universeg.weights import WeightsError, load_official_state_dict, official_key_map
+from napari_universeg.weights import WeightsError, from_official_state_dict, load_official_state_dict, official_key_map
 
 TINY = dict(enc=(8, 8, 8, 8), dec=(8, 8, 8))
 
@@ -63,7 +63,7 @@ def test_split_cross_conv_equals_concatenation(s, size, batch):
 
 def test_full_width_model_loads_official_layout_exactly():
     sd = random_official_state_dict(seed=3)
-    model = UniverSeg.from_official_state_dict(sd).eval()
+    model = from_official_state_dict(sd)
     q, si, sl = _inputs(1, 2, 32)
     with torch.no_grad():
         assert (model(q, si, sl) - naive_forward(sd, q, si, sl)).abs().max().item() <= 1e-5

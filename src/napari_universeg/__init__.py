@@ -15,7 +15,7 @@ __all__ = ["UniverSeg", "Segmenter", "PredictOptions", "SupportSet", "load_weigh
 _LAZY = {
     "UniverSeg": "model",
     "Segmenter": "predict",
-    "PredictOptions": "predict",
+    "PredictOptions": "options",
     "SupportSet": "support",
     "load_weights": "weights",
 }

@@ -133,15 +133,6 @@ class UniverSeg(nn.Module):
     def divisor(self) -> int:
         return 2 ** (len(self.encoder) - 1)
 
-    @classmethod
-    def from_official_state_dict(cls, state_dict: dict) -> "UniverSeg":
-        """Build the 64-channel model from a state_dict laid out like the official checkpoint."""
-        from .weights import load_official_state_dict
-
-        model = cls()
-        load_official_state_dict(model, state_dict)
-        return model
-
     def support_features(self, support_images: Tensor, support_labels: Tensor) -> Tensor:
         """The only support-only part of the network: the first block's support term.
         Pass it to ``forward(..., support_features=...)`` to reuse it across query batches."""

@@ -114,6 +114,13 @@ def _from_official(config: ModelConfig, state_dict: dict[str, torch.Tensor], sou
     return {mapping[k]: v for k, v in state_dict.items()}, source, {v: k for k, v in mapping.items()}
 
 
+def from_official_state_dict(state_dict: dict[str, torch.Tensor], source: str = "state_dict") -> UniverSeg:
+    """The model (in eval mode) of a state_dict laid out like the official checkpoint, its widths
+    read from the tensors and checked before anything is built."""
+    config = _config_from_official(state_dict)
+    return _build_checked(config, *_from_official(config, state_dict, source))
+
+
 def _config_from_official(state_dict: dict[str, torch.Tensor]) -> ModelConfig:
     def width(prefix: str, i: int) -> int:
         return int(state_dict[f"{prefix}.{i}.cross.cross_conv.bias"].shape[0])
@@ -172,9 +179,8 @@ def load_weights_file(path: str | Path) -> tuple[UniverSeg, WeightsInfo]:
             state = state["state_dict"]
         if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
             raise WeightsError(f"{path}: not a state_dict of tensors")
-    config = _config_from_official(state)
-    model = _build_checked(config, *_from_official(config, state, str(path)))
-    return model, WeightsInfo(str(path), config, {"description": "official-layout state_dict"})
+    model = from_official_state_dict(state, str(path))
+    return model, WeightsInfo(str(path), model.config, {"description": "official-layout state_dict"})
 
 
 def cache_dir() -> Path:
