@@ -331,3 +331,25 @@ def test_renaming_a_layer_or_closing_the_widget_during_a_run(widget, qtbot):
     widget.close()  # closing cancels the run
     qtbot.waitUntil(lambda: widget._worker is None, timeout=60000)
     assert widget._cancel
+
+
+def test_docked_through_the_manifest_on_the_sample_with_the_recommended_qt(make_napari_viewer, qtbot, recwarn):
+    """As a user starts: napari's Plugins menu entry, the sample, two clicks; on the Qt binding
+    napari recommends (no PyQt5 deprecation notice)."""
+    import qtpy
+
+    assert qtpy.API_NAME in ("PyQt6", "PySide6")
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-universeg", "neurons")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-universeg", "UniverSeg")
+    widget.image_combo.setCurrentText("neurons")
+    widget.labels_combo.setCurrentText("neurons painted")
+    widget.add_painted_slices()
+    assert len(widget.support) == 3
+    viewer.dims.set_point(0, 5)
+    widget.segment("current")
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=120000)
+    out = viewer.layers["neurons universeg"].data
+    assert out[5].any() and not out[[0, 1, 2, 3, 4, 6]].any()
+    assert widget.status.text().startswith("done (") and "expected Dice about" in widget.status.text()
+    assert not [w for w in recwarn if "PyQt5" in str(w.message)]
