@@ -22,9 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from napari_universeg.evaluate import comparison_table, get_method, load_dataset, run_protocol  # noqa: E402
+from napari_universeg.evaluate import comparison_table, evaldata_dir, get_method, load_dataset, run_protocol  # noqa: E402
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "evaldata"
+DEFAULT_DATA = evaldata_dir()
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

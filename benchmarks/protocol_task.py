@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_universeg.evaluate import EvalDataset, dice, load_dataset, protocol_split
+from napari_universeg.evaluate import EvalDataset, dice, evaldata_dir, load_dataset, protocol_split
 from napari_universeg.predict import PredictOptions, Segmenter
 from napari_universeg.support import SupportSet
 
-EVALDATA = Path(__file__).resolve().parents[2] / "shared" / "evaldata"
+EVALDATA = evaldata_dir()
 
 
 def evaluation_sets(root: Path) -> list[EvalDataset]:

@@ -3,13 +3,15 @@ from pathlib import Path
 
 import pytest
 
+from napari_universeg.evaluate import evaldata_dir
+
 sys.path.insert(0, str(Path(__file__).parent))  # for the naive reference model
 
-EVALDATA = Path(__file__).resolve().parents[2] / "shared" / "evaldata"
+EVALDATA = evaldata_dir()
 
 
 @pytest.fixture
 def evaldata() -> Path:
     if not EVALDATA.is_dir():
-        pytest.skip("../shared/evaldata is not available")
+        pytest.skip(f"{EVALDATA} is not available (set NAPARI_UNIVERSEG_EVALDATA)")
     return EVALDATA

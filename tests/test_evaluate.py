@@ -12,6 +12,7 @@ import tifffile
 
 from napari_universeg.evaluate import (
     dice,
+    evaldata_dir,
     format_table,
     get_method,
     load_dataset,
@@ -19,7 +20,7 @@ from napari_universeg.evaluate import (
     run_protocol,
 )
 
-EVALDATA = Path(__file__).resolve().parents[2] / "shared" / "evaldata"
+EVALDATA = evaldata_dir()
 
 
 def _disks(rng: np.random.Generator, size: int = 64) -> tuple[np.ndarray, np.ndarray]:

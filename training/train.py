@@ -26,10 +26,11 @@ import yaml
 from torch.utils.data import DataLoader, Dataset
 
 from napari_universeg.device import autocast_dtype, pick_device
+from napari_universeg.evaluate import evaldata_dir
 from napari_universeg.model import UniverSeg
 from training.synth import TaskGenerator
 
-EVALDATA = Path(__file__).resolve().parents[2] / "shared" / "evaldata"
+EVALDATA = evaldata_dir()
 
 
 @dataclass

@@ -25,6 +25,17 @@ import numpy as np
 
 from .metrics import PredictFn, dice
 
+EVALDATA_ENV = "NAPARI_UNIVERSEG_EVALDATA"
+
+
+def evaldata_dir() -> Path:
+    """Where the evaluation sets are: $NAPARI_UNIVERSEG_EVALDATA, else shared/evaldata beside this
+    source tree's checkout (tests, benchmarks and training read it from there; it may not exist)."""
+    import os
+
+    env = os.environ.get(EVALDATA_ENV)
+    return Path(env) if env else Path(__file__).resolve().parents[3] / "shared" / "evaldata"
+
 __all__ = ["EvalDataset", "PredictFn", "comparison_table", "dice", "format_table", "get_method", "load_dataset", "protocol_split", "run_protocol"]
 
 
