@@ -203,6 +203,7 @@ def test_auto_plan_is_validated_once_per_support_set(segmenter, stack, monkeypat
     assert len(calls) == 3
 
 
+@pytest.mark.slow
 def test_a_support_set_that_grew_keeps_its_choice_with_a_new_classifier(segmenter, stack, monkeypatch):
     image, labels = stack
     seg = Segmenter(segmenter.model, "cpu", "fp32", size=64)
@@ -234,6 +235,7 @@ def test_a_support_set_that_grew_keeps_its_choice_with_a_new_classifier(segmente
     assert len(calls) == 4
 
 
+@pytest.mark.slow
 def test_auto_chooses_tiles_for_small_spots_in_large_images():
     """Spots 9 px across in 512 px images vanish when resized to 128 px; leave-one-out on the
     examples (or on the halves of a single one) must notice that and choose tiles for UniverSeg.

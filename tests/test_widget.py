@@ -8,6 +8,8 @@ from napari_universeg._reader import get_reader
 from napari_universeg._writer import write_support
 from napari_universeg.sample_data import synthetic_stack
 
+pytestmark = pytest.mark.gui
+
 
 @pytest.fixture
 def messages(monkeypatch):
@@ -71,6 +73,7 @@ def test_predictor_choice_reaches_the_engine(widget, stack):
     assert dice(out[3] > 0, truth[3] > 0) > 0.8  # bright disks: easy for the classifier
 
 
+@pytest.mark.slow
 def test_adapt_checkbox_reaches_the_engine(widget):
     widget.add_painted_slices()
     widget.method.setCurrentText("universeg")
@@ -333,6 +336,7 @@ def test_renaming_a_layer_or_closing_the_widget_during_a_run(widget, qtbot):
     assert widget._cancel
 
 
+@pytest.mark.slow
 def test_docked_through_the_manifest_on_the_sample_with_the_recommended_qt(make_napari_viewer, qtbot, recwarn):
     """As a user starts: napari's Plugins menu entry, the sample, two clicks; on the Qt binding
     napari recommends (no PyQt5 deprecation notice)."""
