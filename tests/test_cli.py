@@ -71,11 +71,9 @@ def test_segment_a_folder_of_sample_images(tmp_path):
         (["--weights", "nowhere.safetensors", "--support-set", "set.npz"], "weights file not found"),
     ],
 )
-def test_bad_input_is_one_line_without_traceback(files, args, message, capsys):
+def test_bad_input_is_one_line_without_traceback(files, args, message, capsys, monkeypatch):
     SupportSet().save(files / "set.npz")
-    import os
-
-    os.chdir(files)
+    monkeypatch.chdir(files)
     rc = main(["segment", "stack.tif", "--out", "o.tif", *args])
     err = capsys.readouterr().err
     assert rc == 2 and message in err and "Traceback" not in err

@@ -261,8 +261,9 @@ def test_rgb_image_with_a_channel(widget):
     rgb = (np.stack([image, image * 0.5, image * 0.2], -1) / image.max() * 255).astype(np.uint8)
     lab = np.zeros((3, 48, 48), np.uint8)
     lab[0] = labels[0]
-    out = _run_on(widget, rgb, lab, rgb=True, channel=1)  # red channel
-    assert out.shape == (3, 48, 48) and widget.support[0].image.ndim == 2
+    out = _run_on(widget, rgb, lab, rgb=True, channel=2)  # combo entry "1 (green)"
+    assert out.shape == (3, 48, 48)
+    np.testing.assert_array_equal(widget.support[0].image, rgb[0, ..., 1])  # the green channel, not luminance
 
 
 def test_multichannel_layer_from_channel_axis(widget):
@@ -281,11 +282,27 @@ def test_multichannel_layer_from_channel_axis(widget):
 def test_dask_image_reads_only_needed_slices(widget):
     da = pytest.importorskip("dask.array")
     image, labels = synthetic_stack(n_slices=4, size=48)
-    lazy = da.from_array(image, chunks=(1, 48, 48))
+    read = []
+
+    def note_reads(block, block_info=None):
+        read.append(block_info[0]["chunk-location"][0])
+        return block
+
+    lazy = da.from_array(image, chunks=(1, 48, 48)).map_blocks(note_reads, dtype=image.dtype)
     lab = np.zeros((4, 48, 48), np.uint8)
     lab[0] = labels[0]
-    out = _run_on(widget, lazy, lab)
-    assert out.shape == (4, 48, 48) and out[1:].any()
+    v = widget.viewer
+    v.layers.clear()
+    v.add_image(lazy, name="img")
+    v.add_labels(lab, name="lab")
+    widget.image_combo.setCurrentText("img")
+    widget.labels_combo.setCurrentText("lab")
+    widget.add_painted_slices()
+    v.dims.set_point(0, 2)
+    read.clear()  # napari itself reads the slice on display
+    widget.segment("current")
+    assert set(read) <= {0, 2}  # the example's slice (for its tensors) and the current one only
+    assert v.layers["img universeg"].data[2].any()
 
 
 def test_all_empty_examples_are_refused(widget, messages):
