@@ -36,7 +36,7 @@ from qtpy.QtWidgets import (
 )
 
 from ._slicing import Index, SliceView, all_slices, painted_slices, read_slice
-from .options import MAX_ENSEMBLE, MAX_SUPPORT_SIZE, PredictOptions
+from .options import DEVICES, MAX_ENSEMBLE, MAX_SUPPORT_SIZE, METHODS, MODES, PredictOptions, parse_int_list
 from .preprocess import label_dtype
 from .suggest import expected_dice, next_slice
 from .support import SupportSet
@@ -111,19 +111,20 @@ class UniverSegWidget(QWidget):
 
         box = QGroupBox("settings")
         form = QFormLayout(box)
-        self.support_size = QSpinBox(minimum=1, maximum=MAX_SUPPORT_SIZE, value=64)
-        self.ensemble = QSpinBox(minimum=1, maximum=MAX_ENSEMBLE, value=1)
-        self.threshold = QDoubleSpinBox(minimum=0.01, maximum=0.99, singleStep=0.05, value=0.5)
+        defaults = PredictOptions()
+        self.support_size = QSpinBox(minimum=1, maximum=MAX_SUPPORT_SIZE, value=defaults.support_size)
+        self.ensemble = QSpinBox(minimum=1, maximum=MAX_ENSEMBLE, value=defaults.ensemble)
+        self.threshold = QDoubleSpinBox(minimum=0.01, maximum=0.99, singleStep=0.05, value=defaults.threshold)
         self.classes = QLineEdit(placeholderText="all (e.g. 1,2)")
         self.mode = QComboBox()
-        self.mode.addItems(["auto", "resize", "tiled"])
+        self.mode.addItems(list(MODES))
         self.method = QComboBox()
-        self.method.addItems(["auto", "universeg", "pixels", "blend"])
+        self.method.addItems(["auto", *METHODS])
         self.method.setToolTip("who predicts: UniverSeg, a pixel classifier (random forest, as in ilastik), their blend, "
                                "or auto: whichever predicts your examples best from the others (with mode auto)")
         self.scale = QDoubleSpinBox(minimum=0.0, maximum=4.0, singleStep=0.05, value=0.0, specialValueText="auto")
         self.device = QComboBox()
-        self.device.addItems(["auto", "cpu", "cuda", "mps"])
+        self.device.addItems(list(DEVICES))
         self.probability_check = QCheckBox("also show probabilities")
         self.fill_painted_check = QCheckBox("write into unpainted slices of the painted layer")
         self.live_check = QCheckBox("live: segment each slice I move to")
@@ -324,10 +325,7 @@ class UniverSegWidget(QWidget):
     # -- segmentation -----------------------------------------------------------------------
     def _options(self):
         text = self.classes.text().strip()
-        try:
-            classes = [int(c) for c in text.split(",") if c.strip()] if text and text != "all" else None
-        except ValueError:
-            raise ValueError(f"classes must be comma-separated label values, not {text!r}") from None
+        classes = parse_int_list(text, "classes") if text and text != "all" else None
         return PredictOptions(
             support_size=self.support_size.value(),
             ensemble=self.ensemble.value(),

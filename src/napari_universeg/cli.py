@@ -14,27 +14,31 @@ from pathlib import Path
 
 import numpy as np
 
+from .options import MAX_SUPPORT_SIZE, METHODS, MODES, PRECISIONS, PredictOptions, parse_int_list
+
+DEFAULTS = PredictOptions()
+
 
 def _int_list(text: str) -> list[int]:
     try:
-        return [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+        return parse_int_list(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", default="default", help="default, official, or a weights file (.safetensors, or an official-layout .pt state_dict)")
     p.add_argument("--download-official", action="store_true", help="with --weights official: download them (research use only) into the user cache if missing")
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda or mps")
-    p.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"))
+    p.add_argument("--precision", default="auto", choices=PRECISIONS)
 
 
 def _add_predict_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--support-size", type=int, default=64, help="at most this many support examples (or crops) per pass")
-    p.add_argument("--ensemble", type=int, default=1, help="average over this many random support subsets")
-    p.add_argument("--mode", default="auto", choices=("auto", "resize", "tiled"), help="resize whole images to the model size, or run over tiles at --scale")
+    p.add_argument("--support-size", type=int, default=DEFAULTS.support_size, help=f"at most this many support examples (or crops) per pass (1-{MAX_SUPPORT_SIZE})")
+    p.add_argument("--ensemble", type=int, default=DEFAULTS.ensemble, help="average over this many random support subsets")
+    p.add_argument("--mode", default=DEFAULTS.mode, choices=MODES, help="resize whole images to the model size, or run over tiles at --scale")
     p.add_argument("--scale", type=float, help="tiled mode: image scale factor (default: from the object size in the support masks)")
-    p.add_argument("--predictor", dest="predictor", default="auto", choices=("auto", "universeg", "pixels", "blend"),
+    p.add_argument("--predictor", dest="predictor", default=DEFAULTS.method, choices=("auto", *METHODS),
                    help="who predicts: UniverSeg, the pixel classifier (random forest), their blend, or auto: whichever predicts your examples best from the others (with --mode auto)")
     p.add_argument("--adapt", action="store_true", help="fine-tune a copy of the model on your examples for a few seconds first (one class)")
     p.add_argument("--seed", type=int, default=0)
@@ -51,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--support-masks", nargs="+", metavar="F", help="their label masks (same order)")
     s.add_argument("--support-set", metavar="FILE", help="a support-set file saved by the plugin or --save-support")
     s.add_argument("--save-support", metavar="FILE", help="also save the support set built from --support-images/--support-masks")
-    s.add_argument("--threshold", type=float, default=0.5)
+    s.add_argument("--threshold", type=float, default=DEFAULTS.threshold)
     s.add_argument("--classes", type=_int_list, help="label values to segment, e.g. 1,2 (default: all in the masks)")
     s.add_argument("--channel", type=int, help="channel of RGB/multichannel images to use (default: luminance)")
     s.add_argument("--probabilities", metavar="FILE", help="also write the probability map (float32 TIFF)")
@@ -79,8 +83,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _predict_options(args):
-    from .predict import PredictOptions
-
     return PredictOptions(
         support_size=args.support_size,
         ensemble=args.ensemble,
@@ -213,7 +215,7 @@ def _demo(args) -> None:
     """The main job on the bundled sample: 3 painted examples, 9 images segmented, Dice printed."""
     from .evaluate import dice
     from .io import write_labels
-    from .predict import PredictOptions, Segmenter
+    from .predict import Segmenter
     from .sample_data import neurons
     from .support import SupportSet
 

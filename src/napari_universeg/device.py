@@ -9,7 +9,7 @@ import sys
 
 import torch
 
-PRECISIONS = ("auto", "bf16", "fp32")
+from .options import PRECISIONS
 
 
 def pick_device(name: str | None = None) -> torch.device:

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from typing import Sequence
 
 MODES = ("auto", "resize", "tiled")  # how UniverSeg sees images (predict.py)
-METHODS = ("universeg", "pixels", "blend")  # who predicts (choice.py)
+METHODS = ("universeg", "pixels", "blend")  # who predicts (choice.py); "auto" chooses among them
+PRECISIONS = ("auto", "bf16", "fp32")  # device.py
+DEVICES = ("auto", "cpu", "cuda", "mps")  # device.py
 MAX_SUPPORT_SIZE = 256  # support items per forward pass: memory grows with it
 MAX_ENSEMBLE = 16  # support subsets averaged; time grows with it
 
@@ -40,3 +42,11 @@ class PredictOptions:
             raise ValueError(f"threshold must be between 0 and 1, got {self.threshold}")
         if self.scale is not None and not 0.02 <= self.scale <= 4:
             raise ValueError(f"scale must be between 0.02 and 4, got {self.scale}")
+
+
+def parse_int_list(text: str, what: str = "values") -> list[int]:
+    """[1, 2] from "1,2" (spaces allowed, empty items skipped); a clear ValueError otherwise."""
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"{what} must be comma-separated integers, not {text!r}") from None
