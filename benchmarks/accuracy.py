@@ -19,7 +19,6 @@ import json
 import sys
 from pathlib import Path
 
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from napari_universeg.evaluate import comparison_table, evaldata_dir, get_method, load_dataset, run_protocol  # noqa: E402
@@ -31,17 +30,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of evaluation sets")
     parser.add_argument("--methods", default="universeg,random-forest,otsu", help="comma-separated")
-    parser.add_argument(
-        "--weights", default="default", help="UniverSeg weights, as make_universeg_method takes them"
-    )
+    parser.add_argument("--weights", default="default", help="UniverSeg weights, as make_universeg_method takes them")
     parser.add_argument("--predictor", default="auto", choices=("auto", "universeg", "pixels", "blend"))
     parser.add_argument("--sizes", default="1,4,16", help="support sizes, comma-separated")
     parser.add_argument("--seeds", default="0,1,2", help="seeds, comma-separated")
     parser.add_argument("--json", type=Path, help="write all results to this JSON file")
     parser.add_argument("--table-from", type=Path, nargs="+", metavar="JSON", help="only print the table of saved results")
     return parser.parse_args(argv)
-
-
 
 
 def _ints(text: str) -> tuple[int, ...]:

@@ -69,9 +69,16 @@ def run_loop(seg: Segmenter, images: list, masks: list, strategy: str, rounds: i
             dices.append(dice(pred.labels > 0, masks[pred.index] > 0))
         total_s = time.perf_counter() - start
         plan = pred.plan
-        row = {"round": r, "painted": list(painted), "dice_rest": float(np.mean(dices)), "first_s": first_s, "round_s": total_s,
-               "plan": plan.describe() if plan else None, "estimate": plan.estimate if plan else None,
-               "suggestion_rank_corr": _rank_corr(scores, dict(zip(rest, dices)))}
+        row = {
+            "round": r,
+            "painted": list(painted),
+            "dice_rest": float(np.mean(dices)),
+            "first_s": first_s,
+            "round_s": total_s,
+            "plan": plan.describe() if plan else None,
+            "estimate": plan.estimate if plan else None,
+            "suggestion_rank_corr": _rank_corr(scores, dict(zip(rest, dices))),
+        }
         out.append(row)
         print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}), flush=True)
         if r < rounds:
@@ -89,7 +96,11 @@ def _rank_corr(scores: dict[int, float], truth: dict[int, float]) -> float:
 
 
 def table(results: dict) -> str:
-    lines = ["| data set | strategy | " + " | ".join(f"{k} painted" for k in range(1, 1 + max(len(r) for s in results.values() for r in s.values()))) + " | first result s (rounds 2+) |"]
+    lines = [
+        "| data set | strategy | "
+        + " | ".join(f"{k} painted" for k in range(1, 1 + max(len(r) for s in results.values() for r in s.values())))
+        + " | first result s (rounds 2+) |"
+    ]
     lines.append("|---" * (3 + max(len(r) for s in results.values() for r in s.values())) + "|")
     for name, by_strategy in results.items():
         for strategy, rows in by_strategy.items():
@@ -128,7 +139,9 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path)
     p.add_argument("--plot", type=Path)
-    p.add_argument("--table-from", type=Path, nargs="+", metavar="JSON", help="print the table (and --plot) from earlier --json files, later ones first")
+    p.add_argument(
+        "--table-from", type=Path, nargs="+", metavar="JSON", help="print the table (and --plot) from earlier --json files, later ones first"
+    )
     args = p.parse_args()
     if args.table_from:
         results = {}

@@ -43,8 +43,10 @@ def main(paths: list[str]) -> int:
     for label, chosen in (("all runs", pairs), ("runs with 2+ examples", pairs_many)):
         if len(chosen) > 1:
             est, true = np.array(chosen).T
-            print(f"{label} ({len(chosen)}): estimate - truth {np.mean(est - true):+.3f} on average, "
-                  f"mean absolute difference {np.mean(np.abs(est - true)):.3f}, correlation {np.corrcoef(est, true)[0, 1]:.2f}")
+            print(
+                f"{label} ({len(chosen)}): estimate - truth {np.mean(est - true):+.3f} on average, "
+                f"mean absolute difference {np.mean(np.abs(est - true)):.3f}, correlation {np.corrcoef(est, true)[0, 1]:.2f}"
+            )
     return 0
 
 

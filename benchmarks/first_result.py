@@ -31,8 +31,19 @@ def main() -> None:
             support, queries, truths, n_used = protocol_task(ds, n, args.seed, args.queries)
             seg.forget_plans()
             r = timed_run(seg, support, queries, truths, PredictOptions())
-            print(json.dumps({"dataset": ds.name, "n": n_used, "plan": r["plan"].describe(), "first_s": round(r["first_s"], 1),
-                              "per_query_s": round(r["per_query_s"], 2), "dice": round(r["dice"], 3)}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "dataset": ds.name,
+                        "n": n_used,
+                        "plan": r["plan"].describe(),
+                        "first_s": round(r["first_s"], 1),
+                        "per_query_s": round(r["per_query_s"], 2),
+                        "dice": round(r["dice"], 3),
+                    }
+                ),
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -43,10 +43,22 @@ def main() -> None:
             seg.forget_plans()  # the classifier is fitted anew, as part of the first result
             runs.append((cand.describe(), cand.estimate, timed_run(seg, support, queries, truths, options)))
         for label, estimate, r in runs:
-            row = {"dataset": ds.name, "n": n_used, "seed": args.seed, "candidate": label, "estimate": estimate,
-                   "dice": r["dice"], "first_s": r["first_s"], "per_query_s": r["per_query_s"]}
+            row = {
+                "dataset": ds.name,
+                "n": n_used,
+                "seed": args.seed,
+                "candidate": label,
+                "estimate": estimate,
+                "dice": r["dice"],
+                "first_s": r["first_s"],
+                "per_query_s": r["per_query_s"],
+            }
             rows.append(row)
-            print(f"{ds.name:26s} {label:48s} est {estimate:.3f} Dice {r['dice']:.3f} first {r['first_s']:6.1f} s  {r['per_query_s']:5.2f} s/query", file=sys.stderr, flush=True)
+            print(
+                f"{ds.name:26s} {label:48s} est {estimate:.3f} Dice {r['dice']:.3f} first {r['first_s']:6.1f} s  {r['per_query_s']:5.2f} s/query",
+                file=sys.stderr,
+                flush=True,
+            )
         if args.json:
             args.json.write_text(json.dumps(rows, indent=1))
     print(f"| data set | candidate | estimate | Dice (N={args.size}, seed {args.seed}) | first s | s/query |")

@@ -79,11 +79,15 @@ def main() -> None:
             res[path] = json.loads(out.stdout.strip().splitlines()[-1])
             print(f"S={s} {path}: {res[path]['ms']:.0f} ms, peak +{res[path]['peak_mb']:.0f} MB", file=sys.stderr, flush=True)
         rows.append((s, res))
-    print("| S | naive fp32 ms | engine fp32 ms | engine (auto precision) ms | speed-up fp32 / auto | naive peak MB | engine peak MB (auto) | memory ratio |")
+    print(
+        "| S | naive fp32 ms | engine fp32 ms | engine (auto precision) ms | speed-up fp32 / auto | naive peak MB | engine peak MB (auto) | memory ratio |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for s, r in rows:
         n, f, a = r["naive"], r["engine-fp32"], r["engine-auto"]
-        print(f"| {s} | {n['ms']:.0f} | {f['ms']:.0f} | {a['ms']:.0f} | {n['ms'] / f['ms']:.1f}x / {n['ms'] / a['ms']:.1f}x | {n['peak_mb']:.0f} | {a['peak_mb']:.0f} | {a['peak_mb'] / max(n['peak_mb'], 1):.2f} |")
+        print(
+            f"| {s} | {n['ms']:.0f} | {f['ms']:.0f} | {a['ms']:.0f} | {n['ms'] / f['ms']:.1f}x / {n['ms'] / a['ms']:.1f}x | {n['peak_mb']:.0f} | {a['peak_mb']:.0f} | {a['peak_mb'] / max(n['peak_mb'], 1):.2f} |"
+        )
 
 
 if __name__ == "__main__":

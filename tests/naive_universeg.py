@@ -15,7 +15,9 @@ def _cross_block(sd: dict, prefix: str, u: torch.Tensor, v: torch.Tensor) -> tup
     z = F.conv2d(pairs.flatten(0, 1), sd[f"{prefix}.cross.cross_conv.weight"], sd[f"{prefix}.cross.cross_conv.bias"], padding=1)
     z = z.view(b, s, *z.shape[1:])
     u_new = F.leaky_relu(F.conv2d(z.mean(1), sd[f"{prefix}.target.vmapped.conv.weight"], sd[f"{prefix}.target.vmapped.conv.bias"], padding=1), 0.01)
-    v_new = F.leaky_relu(F.conv2d(z.flatten(0, 1), sd[f"{prefix}.support.vmapped.conv.weight"], sd[f"{prefix}.support.vmapped.conv.bias"], padding=1), 0.01)
+    v_new = F.leaky_relu(
+        F.conv2d(z.flatten(0, 1), sd[f"{prefix}.support.vmapped.conv.weight"], sd[f"{prefix}.support.vmapped.conv.bias"], padding=1), 0.01
+    )
     return u_new, v_new.view(b, s, *v_new.shape[1:])
 
 

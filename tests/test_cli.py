@@ -29,7 +29,21 @@ def _support_args(d):
 
 def test_segment_a_stack_and_reuse_the_saved_support_set(files, capsys):
     out = files / "labels.tif"
-    rc = main(["segment", str(files / "stack.tif"), "--out", str(out), *_support_args(files), "--save-support", str(files / "set.npz"), "--mode", "resize", "--probabilities", str(files / "p.tif")])
+    rc = main(
+        [
+            "segment",
+            str(files / "stack.tif"),
+            "--out",
+            str(out),
+            *_support_args(files),
+            "--save-support",
+            str(files / "set.npz"),
+            "--mode",
+            "resize",
+            "--probabilities",
+            str(files / "p.tif"),
+        ]
+    )
     assert rc == 0
     labels = tifffile.imread(out)
     assert labels.shape == (4, 64, 64) and labels.dtype == np.uint8 and labels.max() == 1
@@ -57,7 +71,20 @@ def test_segment_a_folder_of_sample_images(tmp_path):
     folder.mkdir()
     for p in images[3:5]:
         (folder / p.name).write_bytes(p.read_bytes())
-    rc = main(["segment", str(folder), "--out", str(tmp_path / "out"), "--support-images", *map(str, images[:2]), "--support-masks", *map(str, masks[:2]), "--mode", "resize"])
+    rc = main(
+        [
+            "segment",
+            str(folder),
+            "--out",
+            str(tmp_path / "out"),
+            "--support-images",
+            *map(str, images[:2]),
+            "--support-masks",
+            *map(str, masks[:2]),
+            "--mode",
+            "resize",
+        ]
+    )
     assert rc == 0
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["003_labels.tif", "004_labels.tif"]
     assert tifffile.imread(tmp_path / "out" / "003_labels.tif").shape == (480, 640)
@@ -159,14 +186,30 @@ def test_truncated_image_and_mismatched_mask(files, capsys):
     rc = main(["segment", str(files / "trunc.tif"), "--out", str(files / "o.tif"), *_support_args(files)])
     assert rc == 2 and "cannot read image file" in capsys.readouterr().err
     tifffile.imwrite(files / "small_mask.tif", np.zeros((10, 10), np.uint8))
-    rc = main(["segment", str(files / "stack.tif"), "--out", str(files / "o.tif"), "--support-images", str(files / "ex0.tif"), "--support-masks", str(files / "small_mask.tif")])
+    rc = main(
+        [
+            "segment",
+            str(files / "stack.tif"),
+            "--out",
+            str(files / "o.tif"),
+            "--support-images",
+            str(files / "ex0.tif"),
+            "--support-masks",
+            str(files / "small_mask.tif"),
+        ]
+    )
     assert rc == 2 and "shape" in capsys.readouterr().err
 
 
 def test_console_script_runs_info_and_reports_errors(files):
     info = subprocess.run([sys.executable, "-m", "napari_universeg.cli", "info"], capture_output=True, text=True)
     assert info.returncode == 0 and "weights: default" in info.stdout and "device:" in info.stdout
-    bad = subprocess.run([sys.executable, "-m", "napari_universeg.cli", "segment", "nope.tif", "--out", "x.tif", "--support-set", "nope.npz"], capture_output=True, text=True, cwd=files)
+    bad = subprocess.run(
+        [sys.executable, "-m", "napari_universeg.cli", "segment", "nope.tif", "--out", "x.tif", "--support-set", "nope.npz"],
+        capture_output=True,
+        text=True,
+        cwd=files,
+    )
     assert bad.returncode == 2 and bad.stderr.startswith("error:") and "Traceback" not in bad.stderr
 
 

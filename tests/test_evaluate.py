@@ -110,9 +110,7 @@ def test_run_protocol_structure(disks):
     }
     assert len(result["runs"]) == 4 and len(messages) == 4
     run = result["runs"][0]
-    assert set(run) == {
-        "support_size", "n_used", "seed", "support_ids", "dice_per_query", "mean_dice", "estimate", "plan", "seconds"
-    }
+    assert set(run) == {"support_size", "n_used", "seed", "support_ids", "dice_per_query", "mean_dice", "estimate", "plan", "seconds"}
     assert run["estimate"] is None and run["plan"] is None  # the oracle has no plan
     assert list(run["dice_per_query"]) == ["004", "005", "006", "007"]
     pool = ["000", "001", "002", "003"]

@@ -41,7 +41,10 @@ def test_a_tiny_tiff_declaring_40000_x_40000_px(tmp_path):
         tif.pages[0].tags["ImageLength"].overwrite(40000)
     assert path.stat().st_size < 2000
     peak, said = _peak_mb(f"read_image({str(path)!r})")
-    assert said == f"error: image file {path} declares 40000 x 40000 = 1,600,000,000 pixels, more than the limit of 134,217,728; set NAPARI_UNIVERSEG_MAX_PIXELS to read larger images"
+    assert (
+        said
+        == f"error: image file {path} declares 40000 x 40000 = 1,600,000,000 pixels, more than the limit of 134,217,728; set NAPARI_UNIVERSEG_MAX_PIXELS to read larger images"
+    )
     assert peak < LIMIT_MB
 
 
@@ -57,7 +60,9 @@ def test_a_png_bomb(tmp_path):
     packer = zlib.compressobj(9)
     idat = b"".join([packer.compress(bytes(side + 1)) for _ in range(side)] + [packer.flush()])
     path = tmp_path / "bomb.png"
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    )
     assert path.stat().st_size < 1 << 20
     peak, said = _peak_mb(f"read_image({str(path)!r})")
     assert said.startswith(f"error: image file {path} declares 12000 x 12000") and peak < LIMIT_MB

@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-
 from naive_universeg import naive_forward, official_shapes, random_official_state_dict
+
 from napari_universeg import UniverSeg
 from napari_universeg.weights import WeightsError, from_official_state_dict, load_official_state_dict, official_key_map
 

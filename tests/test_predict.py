@@ -295,7 +295,10 @@ def test_labels_above_uint16_come_out_unwrapped(segmenter, stack):
     assert pred.labels.dtype == np.uint32 and set(np.unique(pred.labels)) <= {0, 70000} and pred.labels.max() == 70000
 
 
-@pytest.mark.parametrize("field,value,message", [("ensemble", 1_000_000, "ensemble size must be between 1 and 16"), ("support_size", 0, "support size must be between 1 and 256")])
+@pytest.mark.parametrize(
+    "field,value,message",
+    [("ensemble", 1_000_000, "ensemble size must be between 1 and 16"), ("support_size", 0, "support size must be between 1 and 256")],
+)
 def test_options_out_of_range_are_refused_before_any_work(field, value, message):
     with pytest.raises(ValueError, match=message):
         PredictOptions(**{field: value}).validate()

@@ -83,7 +83,10 @@ def test_files_that_are_not_support_sets(tmp_path):
         ('{"format": "napari-universeg-support", "version": 1, "examples": "abc"}', "'examples' must be a list, not str"),
         ('{"format": "napari-universeg-support", "version": 1, "examples": [{"enabled": "false"}]}', "example 0 must have"),
         ('{"format": "napari-universeg-support", "version": 1, "examples": [3]}', "example 0 must have"),
-        ('{"format": "napari-universeg-support", "version": 1, "examples": [{"meta": ' + "[" * 100_000 + "]" * 100_000 + "}]}", "cannot read support-set file"),
+        (
+            '{"format": "napari-universeg-support", "version": 1, "examples": [{"meta": ' + "[" * 100_000 + "]" * 100_000 + "}]}",
+            "cannot read support-set file",
+        ),
     ],
 )
 def test_metadata_of_the_wrong_shape_is_one_clear_error(tmp_path, metadata, message):

@@ -9,7 +9,7 @@ from napari_universeg import PredictOptions, Segmenter, SupportSet
 from napari_universeg.weights import load_weights_file
 from training.export import export
 from training.synth import TaskGenerator
-from training.train import Trainer, TrainConfig, segmentation_loss
+from training.train import TrainConfig, Trainer, segmentation_loss
 
 TINY_CONFIG = Path(__file__).resolve().parents[1] / "training" / "configs" / "tiny.yaml"
 

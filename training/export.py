@@ -86,7 +86,8 @@ def write_card(path: Path, card: dict, results: list[dict], notes: str = "") -> 
         f"| steps | {card['steps']} (support size per step drawn from {card['support_sizes']}) |",
         f"| resolution | {card['resolution']} |",
         f"| hardware, wall time | {card['hardware']}, {card['training_minutes']} min of training |",
-        "| recipe | soft Dice + BCE, AdamW (lr %g, weight decay %g), warm-up + cosine (restarted where a resume extended the steps: see below), bf16 autocast, grad clip %g |" % (cfg["lr"], cfg["weight_decay"], cfg["grad_clip"]),
+        f"| recipe | soft Dice + BCE, AdamW (lr {cfg['lr']:g}, weight decay {cfg['weight_decay']:g}), warm-up + cosine"
+        f" (restarted where a resume extended the steps: see below), bf16 autocast, grad clip {cfg['grad_clip']:g} |",
         "| config | training/configs/default.yaml (as saved in the checkpoint) |",
         f"| commit | {card['commit']} |",
         "| file | fp16 safetensors |",

@@ -26,8 +26,7 @@ def _overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.35) -> np.nda
     return np.where(mask[..., None] > 0.5, (1 - alpha) * rgb + alpha * red, rgb)
 
 
-def tasks_per_second(size: int = 128, batch: int = 8, support: int = 8, repeats: int = 5,
-                     seed: int = 0) -> float:
+def tasks_per_second(size: int = 128, batch: int = 8, support: int = 8, repeats: int = 5, seed: int = 0) -> float:
     """Tasks per second of TaskGenerator.sample on the CPU (after one warm-up call)."""
     gen = TaskGenerator(size=size, seed=seed)
     gen.sample(batch, support)

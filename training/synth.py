@@ -107,8 +107,7 @@ def _standardise(x: Tensor) -> Tensor:
     return x / x.std((-2, -1), keepdim=True).clamp_min(1e-8)
 
 
-def _coarse_noise(rng: _Rng, count: int, size: int, sigma: Tensor | float
-                  ) -> tuple[Tensor, int]:
+def _coarse_noise(rng: _Rng, count: int, size: int, sigma: Tensor | float) -> tuple[Tensor, int]:
     """Zero-mean unit-std smoothed Gaussian noise (count, 1, h, h) on a grid `factor` times
     coarser than `size`, chosen so that sigma is still >= 2 coarse px: bilinear upsampling of
     such a smooth field is invisible and much cheaper than filtering at full size."""
@@ -123,8 +122,7 @@ def _upsample(z: Tensor, size: int) -> Tensor:
     """Bilinear resize of every channel; channels folded into the batch (far faster on CPU)."""
     if z.shape[-1] == size:
         return z
-    up = F.interpolate(z.reshape(-1, 1, *z.shape[-2:]), size=(size, size), mode="bilinear",
-                       align_corners=False)
+    up = F.interpolate(z.reshape(-1, 1, *z.shape[-2:]), size=(size, size), mode="bilinear", align_corners=False)
     return up.view(*z.shape[:-2], size, size)
 
 
@@ -185,8 +183,7 @@ def _warp(x: Tensor, grid: Tensor, mode: str) -> Tensor:
     return F.grid_sample(x, grid, mode=mode, padding_mode="reflection", align_corners=False)
 
 
-def _affine(rng: _Rng, count: int, p: float, max_rot: float, scale: tuple[float, float],
-            shift: float, flip: bool) -> Tensor:
+def _affine(rng: _Rng, count: int, p: float, max_rot: float, scale: tuple[float, float], shift: float, flip: bool) -> Tensor:
     """(count, 3, 3) random affine matrices in normalised coordinates (identity with prob 1-p)."""
     on = rng.coin(count, p)
     ang = rng.uniform(count, -max_rot, max_rot) * on
@@ -218,7 +215,8 @@ def _synthmorph(rng: _Rng, t: int, n: int, size: int) -> tuple[Tensor, Tensor]:
     template = maps.max(1, keepdim=True).indices.float()  # max(): far faster than argmax on CPU
 
     grid = _identity_grid(num, size, rng.device) + _displacement(
-        rng, num, size, _rep(rng.uniform(t, 10, 20) * sc, n), _rep(rng.uniform(t, 1, 4) * sc, n))
+        rng, num, size, _rep(rng.uniform(t, 10, 20) * sc, n), _rep(rng.uniform(t, 1, 4) * sc, n)
+    )
     labels = _warp(_rep(template, n), grid, "nearest").long()
 
     # target: a label covering a sensible share of the template (falls back to any present one)
@@ -234,8 +232,9 @@ def _synthmorph(rng: _Rng, t: int, n: int, size: int) -> tuple[Tensor, Tensor]:
     return struct, mask
 
 
-def _render_ellipses(centres: Tensor, ra: Tensor, rb: Tensor, angle: Tensor, value: Tensor,
-                     dome: float, active: Tensor, size: int) -> tuple[Tensor, Tensor]:
+def _render_ellipses(
+    centres: Tensor, ra: Tensor, rb: Tensor, angle: Tensor, value: Tensor, dome: float, active: Tensor, size: int
+) -> tuple[Tensor, Tensor]:
     """Rasterise (n, M) ellipses into (n, 1, H, W) by scattering local patches (cost ~ area
     covered, not M*H*W); overlaps take the maximum. Returns structure and mask."""
     n = ra.shape[0]
@@ -248,8 +247,7 @@ def _render_ellipses(centres: Tensor, ra: Tensor, rb: Tensor, angle: Tensor, val
     dy, dx = py + 0.5 - cy, px + 0.5 - cx
     cos, sin = torch.cos(angle)[..., None, None], torch.sin(angle)[..., None, None]
     rb_ = rb[..., None, None]
-    d = torch.sqrt(((dx * cos + dy * sin) / ra[..., None, None]).square()
-                   + ((dy * cos - dx * sin) / rb_).square())
+    d = torch.sqrt(((dx * cos + dy * sin) / ra[..., None, None]).square() + ((dy * cos - dx * sin) / rb_).square())
     edge = ((1 - d) * rb_ + 0.5).clamp(0, 1)  # ~1 px anti-aliased rim
     val = value[..., None, None] * (1 - dome * d**2).clamp_min(0) * edge
     inside = (d < 1).float()
@@ -278,21 +276,18 @@ def _add_clutter(rng: _Rng, struct: Tensor, mask: Tensor, t: int, n: int) -> Ten
     size, sc, m, k, dev = mask.shape[-1], mask.shape[-1] / 128, 32, len(tasks), rng.device
     num = k * n
     speck = _rep(rng.coin(k, 0.25), n)[:, None]
-    r_lo = torch.where(speck, _rep(rng.uniform(k, 0.6, 1.5), n)[:, None],
-                       _rep(rng.log_uniform(k, 1.0, 8.0), n)[:, None]) * sc
+    r_lo = torch.where(speck, _rep(rng.uniform(k, 0.6, 1.5), n)[:, None], _rep(rng.log_uniform(k, 1.0, 8.0), n)[:, None]) * sc
     radius = r_lo * rng.uniform((num, m), 1.0, 1.8)
     elong = _rep(rng.uniform(k, 1.0, 3.0), n)[:, None]
     aspect = (1 + (elong - 1) * rng.uniform((num, m))).sqrt()
     count = _rep(rng.uniform(k, 3, m), n)[:, None] * rng.uniform((num, 1), 0.5, 1.0)
     active = torch.arange(m, device=dev)[None, :] < count
     centres = rng.uniform((num, m, 2), 0, size)
-    hubs = rng.uniform((num, 3, 2), 0, size).gather(
-        1, rng.randint((num, m), 0, 2)[..., None].expand(num, m, 2))
+    hubs = rng.uniform((num, 3, 2), 0, size).gather(1, rng.randint((num, m), 0, 2)[..., None].expand(num, m, 2))
     spread = _rep(rng.uniform(k, 3, 12) * sc, n)[:, None, None]
     centres = torch.where(speck[..., None], hubs + spread * rng.normal((num, m, 2)), centres)
     value = _rep(rng.uniform(k, 0.3, 1.0), n)[:, None] * (1 - 0.3 * rng.uniform((num, m)))
-    s, inside = _render_ellipses(centres, radius * aspect, radius / aspect,
-                                 rng.uniform((num, m), 0, math.pi), value, 0.3, active, size)
+    s, inside = _render_ellipses(centres, radius * aspect, radius / aspect, rng.uniform((num, m), 0, math.pi), value, 0.3, active, size)
     ring = _img(_rep(rng.coin(k, 0.35), n)) & ~_img(speck)
     s = torch.where(ring, s * (inside - _erode(inside, 1)), s)
     idx = _subjects(tasks, n, dev)
@@ -329,9 +324,9 @@ def _blobs(rng: _Rng, t: int, n: int, size: int) -> tuple[Tensor, Tensor]:
         radius = rng.uniform((n, m), r_min, r_max)
         aspect = rng.uniform((n, m), 1.0, elong).sqrt()
         value = 1 - float(rng.uniform(1, 0, 0.6)) * rng.uniform((n, m))
-        s, mask = _render_ellipses(centres, radius * aspect, radius / aspect,
-                                   rng.uniform((n, m), 0, math.pi), value,
-                                   float(rng.uniform(1, 0, 0.6)), active, size)
+        s, mask = _render_ellipses(
+            centres, radius * aspect, radius / aspect, rng.uniform((n, m), 0, math.pi), value, float(rng.uniform(1, 0, 0.6)), active, size
+        )
         # chromatin-like internal texture
         tex = smooth_noise(rng, n, size, float(rng.uniform(1, 0.8, 2.0)) * sc)
         s = s * (1 + float(rng.uniform(1, 0, 0.3)) * tex).clamp(0, 2)
@@ -353,8 +348,7 @@ def _membranes(rng: _Rng, t: int, n: int, size: int) -> tuple[Tensor, Tensor]:
     g = math.ceil(size / float(cell.min())) + 2 * margin + 1
 
     # domain warp makes cells irregular; amplitude relative to the cell size
-    warp = _displacement(rng, num, size, cell.flatten() * rng.uniform(num, 0.5, 1.0),
-                         cell.flatten() * _rep(rng.uniform(t, 0, 0.25), n))
+    warp = _displacement(rng, num, size, cell.flatten() * rng.uniform(num, 0.5, 1.0), cell.flatten() * _rep(rng.uniform(t, 0, 0.25), n))
     yy, xx = _pixel_coords(size, dev)
     py = yy + warp[..., 1] * size / 2  # back from grid_sample units to px
     px = xx + warp[..., 0] * size / 2
@@ -397,14 +391,11 @@ def _curvilinear(rng: _Rng, t: int, n: int, size: int) -> tuple[Tensor, Tensor]:
     sigma = _rep(rng.uniform((t, nf), 6, 22) * sc, n)
     z, factor = _coarse_noise(rng, num * nf, size, sigma.flatten())
     gy, gx = torch.gradient(z, dim=(-2, -1))
-    z, gy, gx = _upsample(torch.stack([z, gy / factor, gx / factor]), size).view(
-        3, num, nf, size, size)
+    z, gy, gx = _upsample(torch.stack([z, gy / factor, gx / factor]), size).view(3, num, nf, size, size)
     dist = z.abs() / torch.sqrt(gy.square() + gx.square()).clamp_min(1e-6)
 
-    on = torch.cat([torch.ones(t, 1, dtype=torch.bool, device=rng.device),
-                    rng.coin((t, nf - 1), 0.5)], 1)
-    width = rng.uniform((t, 1), 1, 5) * sc * torch.cat(
-        [torch.ones(t, 1, device=rng.device), rng.uniform((t, nf - 1), 0.4, 1.0)], 1)
+    on = torch.cat([torch.ones(t, 1, dtype=torch.bool, device=rng.device), rng.coin((t, nf - 1), 0.5)], 1)
+    width = rng.uniform((t, 1), 1, 5) * sc * torch.cat([torch.ones(t, 1, device=rng.device), rng.uniform((t, nf - 1), 0.4, 1.0)], 1)
     half = _rep((width / 2).clamp_min(0.5) * on, n)[..., None, None]  # >= 1 px wide
     # gate: lines end (with a short taper) where a coarse field is low: free ends, sparse networks
     gate = smooth_noise(rng, num, size, _rep(rng.uniform(t, 15, 30) * sc, n))
@@ -421,15 +412,13 @@ def _curvilinear(rng: _Rng, t: int, n: int, size: int) -> tuple[Tensor, Tensor]:
     return struct * keep, mask * keep
 
 
-def _add_somata(rng: _Rng, struct: Tensor, mask: Tensor, t: int, n: int, sc: float
-                ) -> tuple[Tensor, Tensor]:
+def _add_somata(rng: _Rng, struct: Tensor, mask: Tensor, t: int, n: int, sc: float) -> tuple[Tensor, Tensor]:
     """For some tasks, attach 1-3 round cell bodies per subject at random points on the lines."""
     size, k = mask.shape[-1], 3
     pos = torch.multinomial(mask.flatten(1) + 1e-6, k, replacement=True, generator=rng.gen)
     cy, cx = (pos // size).float() + 0.5, (pos % size).float() + 0.5
     yy, xx = _pixel_coords(size, rng.device)
-    d = torch.sqrt((yy.flatten() - cy[..., None]).square()
-                   + (xx.flatten() - cx[..., None]).square())
+    d = torch.sqrt((yy.flatten() - cy[..., None]).square() + (xx.flatten() - cx[..., None]).square())
     radius = _rep(rng.uniform(t, 3, 8) * sc, n)[:, None, None]
     count = _rep(rng.coin(t, 0.35) * rng.randint(t, 1, k), n)
     used = (torch.arange(k, device=rng.device)[None, :] < count[:, None])[..., None]
@@ -461,16 +450,14 @@ def _texture(rng: _Rng, t: int, n: int, size: int) -> tuple[Tensor, Tensor]:
     fx = torch.fft.rfftfreq(size, device=dev)[None, :]
     py, px = freq * torch.sin(theta), freq * torch.cos(theta)
     # the half spectrum of a real signal: a bump at +f0 or at -f0 (mirrored into fx >= 0)
-    bump = (torch.exp(-((fy - py) ** 2 + (fx - px) ** 2) / (2 * bw**2))
-            + torch.exp(-((fy + py) ** 2 + (fx + px) ** 2) / (2 * bw**2)))
+    bump = torch.exp(-((fy - py) ** 2 + (fx - px) ** 2) / (2 * bw**2)) + torch.exp(-((fy + py) ** 2 + (fx + px) ** 2) / (2 * bw**2))
     ring = torch.exp(-((torch.sqrt(fy**2 + fx**2) - freq) ** 2) / (2 * bw**2))
     spectrum = torch.where(per_region(rng.coin((t, kmax), 0.6)), bump, ring)
     # white noise drawn directly as its (complex Gaussian) half spectrum: saves a forward FFT
     noise = torch.complex(*rng.normal((2, t, n, kmax, size, size // 2 + 1)))
     tex = _standardise(torch.fft.irfft2(noise * spectrum, s=(size, size)))
     shape = per_region(rng.randint((t, kmax), 0, 2))  # linear, binarised, rectified
-    tex = torch.where(shape == 1, torch.sign(tex),
-                      torch.where(shape == 2, tex.abs() * 1.5 - 1.2, tex))
+    tex = torch.where(shape == 1, torch.sign(tex), torch.where(shape == 2, tex.abs() * 1.5 - 1.2, tex))
 
     # nearly equal means; regions differ by their texture
     level = per_region(rng.uniform((t, 1), 0.35, 0.65) + rng.uniform((t, kmax), -0.04, 0.04))
@@ -524,8 +511,7 @@ def _em(rng: _Rng, s: Tensor, n: int, size: int) -> Tensor:
     """Dark objects / membranes on a mid-grey, finely textured background, with grain noise."""
     t, sc, num = s.shape[0] // n, size / 128, s.shape[0]
     p = partial(_task_param, rng, t, n)  # p(lo, hi)
-    tex = (p(0.03, 0.1) * smooth_noise(rng, num, size, p(0.7, 2) * sc)
-           + p(0.0, 0.08) * smooth_noise(rng, num, size, p(6, 20) * sc))
+    tex = p(0.03, 0.1) * smooth_noise(rng, num, size, p(0.7, 2) * sc) + p(0.0, 0.08) * smooth_noise(rng, num, size, p(6, 20) * sc)
     x = p(0.45, 0.65) + tex - p(0.25, 0.5) * blur(s, p(0.3, 1.0) * sc)
     return blur(x + p(0.02, 0.08) * rng.normal(x.shape), 0.5 * sc)
 
@@ -541,11 +527,17 @@ def _plain(rng: _Rng, s: Tensor, n: int, size: int) -> Tensor:
 Family = Callable[[_Rng, int, int, int], tuple[Tensor, Tensor]]
 Model = Callable[[_Rng, Tensor, int, int], Tensor]
 _FAMILY_FNS: dict[str, Family] = {
-    "synthmorph": _synthmorph, "blobs": _blobs, "membranes": _membranes,
-    "curvilinear": _curvilinear, "texture": _texture,
+    "synthmorph": _synthmorph,
+    "blobs": _blobs,
+    "membranes": _membranes,
+    "curvilinear": _curvilinear,
+    "texture": _texture,
 }
 _MODELS: dict[str, Model] = {
-    "plain": _plain, "fluorescence": _fluorescence, "brightfield": _brightfield, "em": _em,
+    "plain": _plain,
+    "fluorescence": _fluorescence,
+    "brightfield": _brightfield,
+    "em": _em,
 }
 # probability of each intensity model per family
 _FAMILY_MODELS: dict[str, dict[str, float]] = {
@@ -566,8 +558,7 @@ def _subjects(tasks: Sequence[int], n: int, device: torch.device) -> Tensor:
 class TaskGenerator:
     """Draws batches of synthetic segmentation tasks (see the module docstring)."""
 
-    def __init__(self, size: int = 128, seed: int = 0, device: str | torch.device = "cpu",
-                 families: Sequence[str] | None = None):
+    def __init__(self, size: int = 128, seed: int = 0, device: str | torch.device = "cpu", families: Sequence[str] | None = None):
         names = tuple(dict.fromkeys(FAMILIES if families is None else families))
         unknown = [f for f in names if f not in _FAMILY_FNS]
         if unknown or not names:
@@ -623,13 +614,10 @@ class TaskGenerator:
         Elastic: displacement of std `alpha` px smoothed with `sigma` px."""
         rng, num, size, sc = self._rng, x.shape[0], self.size, self.size / 128
         t = num // n
-        a = (_rep(_affine(rng, t, 0.5, math.pi, (0.8, 1.1), 0.2, flip=True), n)
-             @ _affine(rng, num, 0.5, math.pi / 12, (0.9, 1.1), 0.05, flip=False))
+        a = _rep(_affine(rng, t, 0.5, math.pi, (0.8, 1.1), 0.2, flip=True), n) @ _affine(rng, num, 0.5, math.pi / 12, (0.9, 1.1), 0.05, flip=False)
         grid = F.affine_grid(a[:, :2], [num, 1, size, size], align_corners=False)
-        grid = grid + _rep(_displacement(rng, t, size, rng.uniform(t, 6, 8) * sc,
-                                         rng.maybe(t, 0.25, 1, 2, 0) * sc), n)
-        grid = grid + _displacement(rng, num, size, rng.uniform(num, 7, 8) * sc,
-                                    rng.maybe(num, 0.8, 1, 2.5, 0) * sc)
+        grid = grid + _rep(_displacement(rng, t, size, rng.uniform(t, 6, 8) * sc, rng.maybe(t, 0.25, 1, 2, 0) * sc), n)
+        grid = grid + _displacement(rng, num, size, rng.uniform(num, 7, 8) * sc, rng.maybe(num, 0.8, 1, 2.5, 0) * sc)
         return _warp(x, grid, "bilinear"), _warp(m, grid, "nearest")
 
     def _intensity(self, x: Tensor, n: int) -> Tensor:
@@ -638,10 +626,8 @@ class TaskGenerator:
         rng, num, sc = self._rng, x.shape[0], self.size / 128
         t = num // n
 
-        def both(p_task: float, p_subj: float, task: tuple[float, float],
-                 subj: tuple[float, float], off: float) -> tuple[Tensor, Tensor]:
-            return (_img(_rep(rng.maybe(t, p_task, *task, off), n)),
-                    _img(rng.maybe(num, p_subj, *subj, off)))
+        def both(p_task: float, p_subj: float, task: tuple[float, float], subj: tuple[float, float], off: float) -> tuple[Tensor, Tensor]:
+            return (_img(_rep(rng.maybe(t, p_task, *task, off), n)), _img(rng.maybe(num, p_subj, *subj, off)))
 
         x = _minmax(x)
         x = torch.where(_img(_rep(rng.coin(t, 0.5), n)), 1 - x, x)

@@ -57,7 +57,7 @@ class TrainConfig:
     evaldata_sizes: list = field(default_factory=lambda: [1, 4, 16])
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> "TrainConfig":
+    def from_yaml(cls, path: str | Path) -> TrainConfig:
         data = yaml.safe_load(Path(path).read_text()) or {}
         unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:
@@ -117,8 +117,7 @@ class Trainer:
         """Fixed held-out tasks (seeds far beyond any training step), made on first use."""
         if self._val_tasks is None:
             self._val_tasks = [
-                tuple(t.to(self.device) for t in step_tasks(self.cfg, 10**9 + i, self.cfg.val_batch, s))
-                for i, s in enumerate((1, 4, 16))
+                tuple(t.to(self.device) for t in step_tasks(self.cfg, 10**9 + i, self.cfg.val_batch, s)) for i, s in enumerate((1, 4, 16))
             ]
         return self._val_tasks
 
@@ -191,7 +190,7 @@ class Trainer:
     def validate(self) -> dict:
         self.model.eval()
         row = {"step": self.step}
-        for (q, qm, si, sm) in self.val_tasks:
+        for q, qm, si, sm in self.val_tasks:
             with self.autocast():
                 logits = self.model(q, si, sm)
             row[f"dice_S{si.shape[1]}"] = round(segmentation_loss(logits, qm)[1].mean().item(), 4)
@@ -241,7 +240,15 @@ class Trainer:
                 print(f"schedule fitted: {sec:.3f} s/step -> total_steps {self.cfg.total_steps}", flush=True)
             if self.step % self.cfg.log_every == 0:
                 sec = (time.time() - t_last) / n_last
-                log.write({"step": self.step, "lr": f"{lr_at(self.step - 1, self.cfg):.3g}", **{k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}, "sec_per_step": round(sec, 4), "elapsed_s": round(self.elapsed)})
+                log.write(
+                    {
+                        "step": self.step,
+                        "lr": f"{lr_at(self.step - 1, self.cfg):.3g}",
+                        **{k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()},
+                        "sec_per_step": round(sec, 4),
+                        "elapsed_s": round(self.elapsed),
+                    }
+                )
                 print(f"step {self.step} loss {row['loss']:.4f} dice {row['dice']:.3f} S={row['support_size']} {sec:.3f}s/step", flush=True)
                 t_last, n_last = time.time(), 0
             if self.step % self.cfg.val_every == 0:

@@ -31,7 +31,7 @@ def read_support(path) -> list:
         groups[ex.image.shape].append(ex)
     layers = []
     stem = str(path).rsplit("/", 1)[-1]
-    for n, (shape, examples) in enumerate(groups.items()):
+    for n, examples in enumerate(groups.values()):
         suffix = f" {n + 1}" if len(groups) > 1 else ""
         sources = [ex.source for ex in examples]
         images = np.stack([ex.image for ex in examples])
@@ -40,5 +40,11 @@ def read_support(path) -> list:
         layers.append((images, {"name": f"{stem} examples{suffix}", "metadata": meta}, "image"))
         # only the first labels layer asks the widget to load the file, so it is loaded once
         role = "labels" if n == 0 else "labels-more"
-        layers.append((masks, {"name": f"{stem} masks{suffix}", "metadata": {SUPPORT_METADATA: {"path": str(path), "sources": sources, "role": role}}}, "labels"))
+        layers.append(
+            (
+                masks,
+                {"name": f"{stem} masks{suffix}", "metadata": {SUPPORT_METADATA: {"path": str(path), "sources": sources, "role": role}}},
+                "labels",
+            )
+        )
     return layers

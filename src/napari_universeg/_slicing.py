@@ -6,7 +6,7 @@ combination of its leading indices. Only the slices asked for are read, so dask 
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 

@@ -54,7 +54,7 @@ class UniverSegWidget(QWidget):
 
     synchronous = False
 
-    def __init__(self, napari_viewer: "napari.viewer.Viewer"):
+    def __init__(self, napari_viewer: napari.viewer.Viewer):
         super().__init__()
         self.viewer = napari_viewer
         self.support = SupportSet()
@@ -120,8 +120,10 @@ class UniverSegWidget(QWidget):
         self.mode.addItems(list(MODES))
         self.method = QComboBox()
         self.method.addItems(["auto", *METHODS])
-        self.method.setToolTip("who predicts: UniverSeg, a pixel classifier (random forest, as in ilastik), their blend, "
-                               "or auto: whichever predicts your examples best from the others (with mode auto)")
+        self.method.setToolTip(
+            "who predicts: UniverSeg, a pixel classifier (random forest, as in ilastik), their blend, "
+            "or auto: whichever predicts your examples best from the others (with mode auto)"
+        )
         self.scale = QDoubleSpinBox(minimum=0.0, maximum=4.0, singleStep=0.05, value=0.0, specialValueText="auto")
         self.device = QComboBox()
         self.device.addItems(list(DEVICES))
@@ -130,9 +132,16 @@ class UniverSegWidget(QWidget):
         self.live_check = QCheckBox("live: segment each slice I move to")
         self.adapt_check = QCheckBox("adapt the model to my examples (slower first run)")
         self.adapt_check.setToolTip("fine-tune a copy of UniverSeg for a few seconds on your examples before segmenting; one class at a time")
-        for label, w in (("max support size", self.support_size), ("ensemble", self.ensemble), ("threshold", self.threshold),
-                         ("classes", self.classes), ("predictor", self.method), ("mode", self.mode), ("tiled scale", self.scale),
-                         ("device", self.device)):
+        for label, w in (
+            ("max support size", self.support_size),
+            ("ensemble", self.ensemble),
+            ("threshold", self.threshold),
+            ("classes", self.classes),
+            ("predictor", self.method),
+            ("mode", self.mode),
+            ("tiled scale", self.scale),
+            ("device", self.device),
+        ):
             form.addRow(label, w)
         for w in (self.probability_check, self.fill_painted_check, self.live_check, self.adapt_check):
             form.addRow(w)
@@ -203,7 +212,9 @@ class UniverSegWidget(QWidget):
         spatial = image.data.shape[:-1] if image.rgb else image.data.shape
         if tuple(labels.data.shape) != tuple(spatial):
             extra = " (paint on the image's slices, not on its colour axis)" if image.rgb or len(labels.data.shape) == len(spatial) + 1 else ""
-            show_error(f"UniverSeg: labels layer '{labels.name}' has shape {tuple(labels.data.shape)} but image '{image.name}' has {tuple(spatial)}{extra}")
+            show_error(
+                f"UniverSeg: labels layer '{labels.name}' has shape {tuple(labels.data.shape)} but image '{image.name}' has {tuple(spatial)}{extra}"
+            )
             return None
         return image, labels
 
@@ -360,8 +371,9 @@ class UniverSegWidget(QWidget):
         if not create:
             return None
         dtype = label_dtype(max(self.support.classes() or [1]))
-        return self.viewer.add_labels(np.zeros(shape, dtype), name=name, scale=image.scale[: len(shape)],
-                                      translate=image.translate[: len(shape)], opacity=0.6)
+        return self.viewer.add_labels(
+            np.zeros(shape, dtype), name=name, scale=image.scale[: len(shape)], translate=image.translate[: len(shape)], opacity=0.6
+        )
 
     def segment(self, which: str = "all") -> None:
         """Segment the current slice, all slices, the unpainted ones, or the rest after an accept
@@ -470,8 +482,15 @@ class UniverSegWidget(QWidget):
         shape = image.data.shape[:-1] if image.rgb else image.data.shape
         if name in self.viewer.layers and self.viewer.layers[name].data.shape == shape:
             return self.viewer.layers[name]
-        return self.viewer.add_image(np.zeros(shape, np.float32), name=name, scale=image.scale[: len(shape)],
-                                     translate=image.translate[: len(shape)], colormap="magma", contrast_limits=(0, 1), visible=False)
+        return self.viewer.add_image(
+            np.zeros(shape, np.float32),
+            name=name,
+            scale=image.scale[: len(shape)],
+            translate=image.translate[: len(shape)],
+            colormap="magma",
+            contrast_limits=(0, 1),
+            visible=False,
+        )
 
     def cancel(self) -> None:
         self._cancel = True
@@ -522,7 +541,9 @@ class UniverSegWidget(QWidget):
         plan = self._last_plan
         how = f" ({plan.describe()})" if plan is not None else ""
         estimate = f"; {plan.estimate_message(len(self.support.enabled()))}" if plan is not None and plan.estimate is not None else ""
-        self._set_running(False, "cancelled" if cancelled else f"done{how}{estimate}. Correct a slice and 'Accept slice as example' to improve the rest")
+        self._set_running(
+            False, "cancelled" if cancelled else f"done{how}{estimate}. Correct a slice and 'Accept slice as example' to improve the rest"
+        )
 
     def _set_running(self, running: bool, message: str) -> None:
         for b in (self.run_current_btn, self.run_all_btn, self.run_unpainted_btn, self.accept_btn):

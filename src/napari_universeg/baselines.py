@@ -21,9 +21,7 @@ from .pixel_classifier import N_TREES, FeatureCache, PixelClassifier, from_worki
 def otsu_method() -> PredictFn:
     """Otsu threshold per query; foreground is above or below it, whichever fits the support best."""
 
-    def predict(
-        support_images: list[np.ndarray], support_masks: list[np.ndarray], query_images: list[np.ndarray]
-    ) -> list[np.ndarray]:
+    def predict(support_images: list[np.ndarray], support_masks: list[np.ndarray], query_images: list[np.ndarray]) -> list[np.ndarray]:
         bright = _bright_foreground(support_images, support_masks)
         return [_otsu_mask(image, bright) for image in query_images]
 
@@ -61,9 +59,7 @@ def random_forest_method(
     """
     features = FeatureCache(cache_bytes, max_side)
 
-    def predict(
-        support_images: list[np.ndarray], support_masks: list[np.ndarray], query_images: list[np.ndarray]
-    ) -> list[np.ndarray]:
+    def predict(support_images: list[np.ndarray], support_masks: list[np.ndarray], query_images: list[np.ndarray]) -> list[np.ndarray]:
         feats = [features(img) for img in support_images]
         labels = [to_working((m > 0).astype(np.uint8), f.shape[:2], nearest=True) for m, f in zip(support_masks, feats)]
         forest = PixelClassifier(n_estimators, max_samples, seed).fit(feats, labels)

@@ -14,15 +14,16 @@ predictions come from the caller (predict.Segmenter).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from .metrics import class_dice
 from .options import METHODS
-from .preprocess import MIN_SIZE
 from .pixel_classifier import N_TREES, FeatureCache, PixelClassifier, from_working, to_working
+from .preprocess import MIN_SIZE
 from .support import Example
 
 MAX_HELD_OUT = 6  # examples that "auto" predicts from the others to choose the plan
@@ -49,7 +50,7 @@ class Plan:
     scale: float = 1.0
     method: str = "universeg"
     estimate: float | None = field(default=None, compare=False)
-    candidates: list["Plan"] = field(default_factory=list, compare=False, repr=False)
+    candidates: list[Plan] = field(default_factory=list, compare=False, repr=False)
     classifier: Any = field(default=None, compare=False, repr=False)
     held_out: int = field(default=0, compare=False)  # examples (or halves) the estimate was made on
     examples: int = field(default=0, compare=False)  # examples in the support set when chosen
@@ -151,7 +152,9 @@ def labels_from_probs(probs: np.ndarray, classes: Sequence[int], threshold: floa
     return np.where(pmax > threshold, np.asarray(classes)[best], 0)
 
 
-def fit_classifier(examples: Sequence[Example], classes: Sequence[int], features: FeatureCache, seed: int = 0, n_trees: int = N_TREES) -> PixelClassifier:
+def fit_classifier(
+    examples: Sequence[Example], classes: Sequence[int], features: FeatureCache, seed: int = 0, n_trees: int = N_TREES
+) -> PixelClassifier:
     """A pixel classifier trained on the examples (features from the cache, at working size)."""
     feats = [features(ex.image) for ex in examples]
     labels = [to_working(class_labels(ex.mask, classes), f.shape[:2], nearest=True) for ex, f in zip(examples, feats)]

@@ -28,18 +28,30 @@ def _int_list(text: str) -> list[int]:
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", default="default", help="default, official, or a weights file (.safetensors, or an official-layout .pt state_dict)")
-    p.add_argument("--download-official", action="store_true", help="with --weights official: download them (research use only) into the user cache if missing")
+    p.add_argument(
+        "--download-official", action="store_true", help="with --weights official: download them (research use only) into the user cache if missing"
+    )
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda or mps")
     p.add_argument("--precision", default="auto", choices=PRECISIONS)
 
 
 def _add_predict_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--support-size", type=int, default=DEFAULTS.support_size, help=f"at most this many support examples (or crops) per pass (1-{MAX_SUPPORT_SIZE})")
+    p.add_argument(
+        "--support-size",
+        type=int,
+        default=DEFAULTS.support_size,
+        help=f"at most this many support examples (or crops) per pass (1-{MAX_SUPPORT_SIZE})",
+    )
     p.add_argument("--ensemble", type=int, default=DEFAULTS.ensemble, help="average over this many random support subsets")
     p.add_argument("--mode", default=DEFAULTS.mode, choices=MODES, help="resize whole images to the model size, or run over tiles at --scale")
     p.add_argument("--scale", type=float, help="tiled mode: image scale factor (default: from the object size in the support masks)")
-    p.add_argument("--predictor", dest="predictor", default=DEFAULTS.method, choices=("auto", *METHODS),
-                   help="who predicts: UniverSeg, the pixel classifier (random forest), their blend, or auto: whichever predicts your examples best from the others (with --mode auto)")
+    p.add_argument(
+        "--predictor",
+        dest="predictor",
+        default=DEFAULTS.method,
+        choices=("auto", *METHODS),
+        help="who predicts: UniverSeg, the pixel classifier (random forest), their blend, or auto: whichever predicts your examples best from the others (with --mode auto)",
+    )
     p.add_argument("--adapt", action="store_true", help="fine-tune a copy of the model on your examples for a few seconds first (one class)")
     p.add_argument("--seed", type=int, default=0)
 
@@ -200,12 +212,29 @@ def _evaluate(args) -> None:
     dataset = load_dataset(args.dataset)
     if args.method == "universeg":
         o = _predict_options(args)
-        method = get_method("universeg", weights=args.weights, device=args.device, precision=args.precision,
-                            support_size=o.support_size, ensemble=o.ensemble, mode=o.mode, scale=o.scale, method=o.method, adapt=o.adapt, seed=o.seed)
+        method = get_method(
+            "universeg",
+            weights=args.weights,
+            device=args.device,
+            precision=args.precision,
+            support_size=o.support_size,
+            ensemble=o.ensemble,
+            mode=o.mode,
+            scale=o.scale,
+            method=o.method,
+            adapt=o.adapt,
+            seed=o.seed,
+        )
     else:
         method = get_method(args.method)
-    result = run_protocol(dataset, method, args.method, support_sizes=tuple(args.support_sizes), seeds=tuple(args.seeds),
-                          progress=lambda msg: print(msg, file=sys.stderr))
+    result = run_protocol(
+        dataset,
+        method,
+        args.method,
+        support_sizes=tuple(args.support_sizes),
+        seeds=tuple(args.seeds),
+        progress=lambda msg: print(msg, file=sys.stderr),
+    )
     print(format_table([result]))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
@@ -234,7 +263,9 @@ def _demo(args) -> None:
     write_labels(out / "neurons_labels.tif", labels)
     write_labels(out / "neurons.tif", images)
     support.save(out / "neurons_support.npz")
-    print(f"wrote {out / 'neurons_labels.tif'} (images 3-11 segmented from examples 0-2), {out / 'neurons.tif'} and the support set {out / 'neurons_support.npz'}")
+    print(
+        f"wrote {out / 'neurons_labels.tif'} (images 3-11 segmented from examples 0-2), {out / 'neurons.tif'} and the support set {out / 'neurons_support.npz'}"
+    )
 
 
 def _gui(args) -> None:

@@ -17,9 +17,10 @@ Only numpy is imported here; image readers and methods are imported when used.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -36,9 +37,8 @@ def evaldata_dir() -> Path:
     env = os.environ.get(EVALDATA_ENV)
     return Path(env) if env else Path(__file__).resolve().parents[3] / "shared" / "evaldata"
 
+
 __all__ = ["EvalDataset", "PredictFn", "comparison_table", "dice", "format_table", "get_method", "load_dataset", "protocol_split", "run_protocol"]
-
-
 
 
 @dataclass(frozen=True)
@@ -97,9 +97,7 @@ def load_dataset(path: str | Path) -> EvalDataset:
     return EvalDataset(name=root.name, root=root, ids=tuple(ids))
 
 
-def protocol_split(
-    ids: Sequence[str], support_size: int, seed: int, max_queries: int = 20
-) -> tuple[list[str], list[str], int]:
+def protocol_split(ids: Sequence[str], support_size: int, seed: int, max_queries: int = 20) -> tuple[list[str], list[str], int]:
     """Return (support_ids, query_ids, n_used) for one support size and seed of the protocol."""
     ordered = sorted(ids)
     pool = ordered[: len(ordered) // 2]
@@ -166,8 +164,7 @@ def _pair_loader(dataset: EvalDataset) -> Callable[[str], tuple[np.ndarray, np.n
             image, mask = dataset.image(id), dataset.mask(id)
             if image.shape != mask.shape:
                 raise ValueError(
-                    f"{dataset.mask_path(id)}: mask shape {mask.shape} differs from "
-                    f"image shape {image.shape} of {dataset.image_path(id)}"
+                    f"{dataset.mask_path(id)}: mask shape {mask.shape} differs from image shape {image.shape} of {dataset.image_path(id)}"
                 )
             cache[id] = (image, mask)
         return cache[id]
@@ -190,17 +187,13 @@ def _run_once(
     preds = predict([img for img, _ in support], [m for _, m in support], [img for img, _ in queries])
     seconds = time.perf_counter() - start
     if len(preds) != len(query_ids):
-        raise ValueError(
-            f"method {method!r} returned {len(preds)} masks for {len(query_ids)} queries "
-            f"({dataset.name}, N={size}, seed={seed})"
-        )
+        raise ValueError(f"method {method!r} returned {len(preds)} masks for {len(query_ids)} queries ({dataset.name}, N={size}, seed={seed})")
     scores = {}
     for query_id, pred, (image, mask) in zip(query_ids, preds, queries):
         pred = np.asarray(pred)
         if pred.shape != image.shape:
             raise ValueError(
-                f"method {method!r} returned a mask of shape {pred.shape} for query {query_id} "
-                f"of {dataset.name}, whose image is {image.shape}"
+                f"method {method!r} returned a mask of shape {pred.shape} for query {query_id} of {dataset.name}, whose image is {image.shape}"
             )
         scores[query_id] = dice(pred, mask)
     plan = getattr(predict, "plan", None)  # methods that choose a plan say which, and their estimate

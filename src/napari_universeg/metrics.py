@@ -3,7 +3,7 @@ its baselines and the validated choice of "auto"."""
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 

@@ -18,8 +18,8 @@ shared by all B queries (its first-block term is then computed once).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -78,9 +78,7 @@ class CrossBlock(nn.Module):
         """W_v * v for support groups of shape (Bs, S, c, H, W); bias excluded."""
         return _split_conv(support, self.cross_weight[:, self.query_in :])
 
-    def forward(
-        self, query: Sequence[Tensor], support_term: Tensor, need_support: bool = True
-    ) -> tuple[Tensor, Tensor | None]:
+    def forward(self, query: Sequence[Tensor], support_term: Tensor, need_support: bool = True) -> tuple[Tensor, Tensor | None]:
         zu = _split_conv(query, self.cross_weight[:, : self.query_in])
         zu = zu + self.cross_bias[:, None, None]  # (B, C, H, W)
         u = _act(self.target_conv(zu + _mean_over_support(support_term)))  # mean_i (zu + zv_i)
@@ -99,7 +97,7 @@ class ModelConfig:
         return {"encoder_widths": list(self.encoder_widths), "decoder_widths": list(self.decoder_widths)}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
+    def from_dict(cls, d: dict) -> ModelConfig:
         return cls(tuple(int(w) for w in d["encoder_widths"]), tuple(int(w) for w in d["decoder_widths"]))
 
 

@@ -3,8 +3,8 @@ without loading the engine."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 MODES = ("auto", "resize", "tiled")  # how UniverSeg sees images (predict.py)
 METHODS = ("universeg", "pixels", "blend")  # who predicts (choice.py); "auto" chooses among them

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from skimage.feature import multiscale_basic_features
@@ -99,7 +99,7 @@ class PixelClassifier:
         self.forest = None
         self.constant: int | None = None  # the one label seen, when there was nothing to learn
 
-    def fit(self, features: Sequence[np.ndarray], labels: Sequence[np.ndarray]) -> "PixelClassifier":
+    def fit(self, features: Sequence[np.ndarray], labels: Sequence[np.ndarray]) -> PixelClassifier:
         from sklearn.ensemble import RandomForestClassifier
 
         rng = np.random.default_rng(self.seed)

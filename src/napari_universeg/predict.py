@@ -18,8 +18,8 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -118,7 +118,7 @@ class Segmenter:
         self._plans.clear()
 
     @classmethod
-    def from_weights(cls, weights: str = "default", device: str | None = None, precision: str = "auto", allow_download: bool = False) -> "Segmenter":
+    def from_weights(cls, weights: str = "default", device: str | None = None, precision: str = "auto", allow_download: bool = False) -> Segmenter:
         from .weights import load_weights
 
         model, info = load_weights(weights, allow_download=allow_download)
@@ -317,10 +317,12 @@ class Segmenter:
                     return
                 yield i, im, p
 
-    def universeg_probs(self, examples: Sequence[Example], image: np.ndarray, plan: Plan, classes: Sequence[int], options: PredictOptions) -> np.ndarray:
+    def universeg_probs(
+        self, examples: Sequence[Example], image: np.ndarray, plan: Plan, classes: Sequence[int], options: PredictOptions
+    ) -> np.ndarray:
         """(C, H, W) float32 UniverSeg probabilities of ``classes`` for one 2D image."""
         image = self._read([image], 0, None)
-        (_, _, p), = self._iter_universeg_probs(list(examples), classes, plan, replace(options, ensemble=1), [0], lambda i: image, None)
+        ((_, _, p),) = self._iter_universeg_probs(list(examples), classes, plan, replace(options, ensemble=1), [0], lambda i: image, None)
         return p
 
     def adapted_model(self, examples, classes, plan: Plan, options: PredictOptions, cancel=None) -> UniverSeg | None:
@@ -333,7 +335,7 @@ class Segmenter:
             scale = None if plan.mode == "resize" else plan.scale
             pairs = []
             rng = np.random.default_rng(options.seed)
-            for ex in (halves(examples[0]) if len(examples) == 1 else examples):
+            for ex in halves(examples[0]) if len(examples) == 1 else examples:
                 image, mask = self._example_tensors(ex, scale)
                 mask = (mask == classes[0]).float()
                 if scale is None:

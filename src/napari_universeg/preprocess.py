@@ -29,8 +29,10 @@ def check_declared_size(shape: tuple[int, ...], what: str) -> None:
     limit = int(os.environ.get(MAX_PIXELS_ENV) or MAX_PIXELS)
     n = math.prod(int(x) for x in shape)
     if n > limit:
-        raise SizeLimitError(f"{what} declares {' x '.join(map(str, shape))} = {n:,} pixels, more than the limit of {limit:,}; "
-                         f"set {MAX_PIXELS_ENV} to read larger images")
+        raise SizeLimitError(
+            f"{what} declares {' x '.join(map(str, shape))} = {n:,} pixels, more than the limit of {limit:,}; "
+            f"set {MAX_PIXELS_ENV} to read larger images"
+        )
 
 
 def to_grey(image: np.ndarray, channel: int | None = None, what: str = "image") -> np.ndarray:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -106,7 +106,7 @@ class SupportSet:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "SupportSet":
+    def load(cls, path: str | Path) -> SupportSet:
         path = Path(path)
         if not path.is_file():
             raise ValueError(f"support-set file not found: {path}")

@@ -96,7 +96,9 @@ def _check_shapes(model: UniverSeg, state: dict[str, torch.Tensor], source: str,
         raise WeightsError(f"{source}: wrong architecture; missing tensors {missing or 'none'}, unexpected tensors {extra or 'none'}")
     for key, tensor in state.items():
         if tuple(tensor.shape) != tuple(expected[key].shape):
-            raise WeightsError(f"{source}: wrong architecture; tensor {names.get(key, key)} has shape {tuple(tensor.shape)}, expected {tuple(expected[key].shape)}")
+            raise WeightsError(
+                f"{source}: wrong architecture; tensor {names.get(key, key)} has shape {tuple(tensor.shape)}, expected {tuple(expected[key].shape)}"
+            )
 
 
 def load_official_state_dict(model: UniverSeg, state_dict: dict[str, torch.Tensor], source: str = "state_dict") -> None:
