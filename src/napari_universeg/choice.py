@@ -58,16 +58,20 @@ class Plan:
 
     @property
     def uses_universeg(self) -> bool:
+        """True when UniverSeg predicts (alone or in the blend)."""
         return self.method != "pixels"
 
     @property
     def uses_classifier(self) -> bool:
+        """True when the pixel classifier predicts (alone or in the blend)."""
         return self.method != "universeg"
 
     def view(self) -> str:
+        """How UniverSeg sees the images, in words ("tiles at scale 0.5")."""
         return "whole image resized" if self.mode == "resize" else f"tiles at scale {self.scale:.2g}"
 
     def describe(self) -> str:
+        """The plan in words, as the widget and the CLI show it."""
         if self.method == "pixels":
             return "pixel classifier"
         if self.method == "blend":

@@ -57,6 +57,7 @@ def _add_predict_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``napari-universeg`` command and its subcommands."""
     p = argparse.ArgumentParser(prog="napari-universeg", description="Few-shot segmentation with UniverSeg.")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -301,6 +302,7 @@ def _info(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 done, 2 bad input, 130 cancelled)."""
     args = build_parser().parse_args(argv)
     start = time.time()
     try:

@@ -50,9 +50,11 @@ class EvalDataset:
     ids: tuple[str, ...]
 
     def image_path(self, id: str) -> Path:
+        """The image file of ``id``."""
         return self.root / "images" / f"{id}.png"
 
     def mask_path(self, id: str) -> Path:
+        """The mask file of ``id``."""
         return self.root / "masks" / f"{id}.tif"
 
     def image(self, id: str) -> np.ndarray:

@@ -47,6 +47,7 @@ def as_slices(array: np.ndarray, what: str = "image") -> np.ndarray:
 
 
 def list_images(folder: str | Path) -> list[Path]:
+    """The image files of a folder, sorted by name (hidden files skipped); an error if none."""
     folder = Path(folder)
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
     if not files:
@@ -55,6 +56,7 @@ def list_images(folder: str | Path) -> list[Path]:
 
 
 def read_mask(path: str | Path) -> np.ndarray:
+    """A label mask as stored: (H, W) or (N, H, W) integers; RGB masks are refused."""
     mask = read_image(path)
     if mask.ndim == 3 and mask.shape[-1] in (3, 4):
         raise ValueError(f"mask {path} is an RGB image; masks must be integer label images (0 = background)")

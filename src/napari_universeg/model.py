@@ -79,6 +79,8 @@ class CrossBlock(nn.Module):
         return _split_conv(support, self.cross_weight[:, self.query_in :])
 
     def forward(self, query: Sequence[Tensor], support_term: Tensor, need_support: bool = True) -> tuple[Tensor, Tensor | None]:
+        """(u', V') from query groups (B, c, H, W) and the support term (Bs, S, C, H, W) of
+        ``support_term``; V' is None when ``need_support`` is False."""
         zu = _split_conv(query, self.cross_weight[:, : self.query_in])
         zu = zu + self.cross_bias[:, None, None]  # (B, C, H, W)
         u = _act(self.target_conv(zu + _mean_over_support(support_term)))  # mean_i (zu + zv_i)
@@ -90,14 +92,18 @@ class CrossBlock(nn.Module):
 
 @dataclass(frozen=True)
 class ModelConfig:
+    """Channel widths of the encoder and decoder blocks (the official model: 4 x 64 and 3 x 64)."""
+
     encoder_widths: tuple[int, ...] = (64, 64, 64, 64)
     decoder_widths: tuple[int, ...] = (64, 64, 64)
 
     def to_dict(self) -> dict:
+        """JSON-ready widths, as stored in a weights file's metadata."""
         return {"encoder_widths": list(self.encoder_widths), "decoder_widths": list(self.decoder_widths)}
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
+        """The config of ``to_dict``'s output."""
         return cls(tuple(int(w) for w in d["encoder_widths"]), tuple(int(w) for w in d["decoder_widths"]))
 
 
@@ -129,6 +135,7 @@ class UniverSeg(nn.Module):
 
     @property
     def divisor(self) -> int:
+        """Height and width must be multiples of this (2 per pooling level)."""
         return 2 ** (len(self.encoder) - 1)
 
     def support_features(self, support_images: Tensor, support_labels: Tensor) -> Tensor:
@@ -144,6 +151,9 @@ class UniverSeg(nn.Module):
         *,
         support_features: Tensor | None = None,
     ) -> Tensor:
+        """Logits (B, 1, H, W) float for query images (B, 1, H, W) from support images and binary
+        labels (B or 1, S, 1, H, W) float in [0, 1], or from ``support_features`` (precomputed with
+        ``support_features()``). H and W must be multiples of ``divisor``."""
         if support_features is None:
             if support_images is None or support_labels is None:
                 raise ValueError("give support_images and support_labels, or support_features")

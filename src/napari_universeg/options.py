@@ -16,6 +16,11 @@ MAX_ENSEMBLE = 16  # support subsets averaged; time grows with it
 
 @dataclass
 class PredictOptions:
+    """How a run segments: who predicts, how UniverSeg sees the images, and the limits of a pass.
+
+    ``validate()`` checks every field against the limits in this module.
+    """
+
     support_size: int = 64  # at most this many examples per forward pass
     ensemble: int = 1  # K support subsets whose probabilities are averaged
     threshold: float = 0.5
@@ -30,6 +35,7 @@ class PredictOptions:
     max_items: int = 96  # queries x support items per forward pass (bounds memory)
 
     def validate(self) -> None:
+        """A ValueError naming the first field out of range; nothing otherwise."""
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {self.mode!r}")
         if self.method not in ("auto", *METHODS):

@@ -100,6 +100,7 @@ class PixelClassifier:
         self.constant: int | None = None  # the one label seen, when there was nothing to learn
 
     def fit(self, features: Sequence[np.ndarray], labels: Sequence[np.ndarray]) -> PixelClassifier:
+        """Train on per-example (h, w, F) float32 features and (h, w) int labels; returns self."""
         from sklearn.ensemble import RandomForestClassifier
 
         rng = np.random.default_rng(self.seed)

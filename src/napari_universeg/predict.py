@@ -53,6 +53,8 @@ PLANS_KEPT = 8  # chosen plans kept (each holds a fitted classifier of a few MB)
 
 @dataclass
 class SlicePrediction:
+    """The result for one slice: labels, the probability of the chosen class, and the plan used."""
+
     index: int
     labels: np.ndarray  # (H, W) uint16/uint8 class labels
     probability: np.ndarray  # (H, W) float32: probability of the chosen class (max over classes)
@@ -119,6 +121,7 @@ class Segmenter:
 
     @classmethod
     def from_weights(cls, weights: str = "default", device: str | None = None, precision: str = "auto", allow_download: bool = False) -> Segmenter:
+        """A Segmenter with weights by name ("default", "official") or path, on ``device``."""
         from .weights import load_weights
 
         model, info = load_weights(weights, allow_download=allow_download)
@@ -128,6 +131,7 @@ class Segmenter:
 
     @property
     def precision(self) -> str:
+        """ "bf16" or "fp32": what the model computes in on this device."""
         return "bf16" if self.dtype is not None else "fp32"
 
     # -- tensors ------------------------------------------------------------------------------
@@ -464,6 +468,7 @@ class Segmenter:
         return SlicePrediction(index, labels, probs.max(0).astype(np.float32), plan)
 
     def predict(self, support: SupportSet, images, options: PredictOptions | None = None, **kwargs) -> list[SlicePrediction]:
+        """All of ``iter_predict`` as a list (same arguments)."""
         return list(self.iter_predict(support, images, options, **kwargs))
 
 

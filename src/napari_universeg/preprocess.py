@@ -77,6 +77,7 @@ def check_image(image: np.ndarray, what: str = "image") -> None:
 
 
 def check_size(image: np.ndarray, what: str = "image") -> None:
+    """A ValueError if a 2D image is smaller than MIN_SIZE on a side."""
     h, w = image.shape
     if min(h, w) < MIN_SIZE:
         raise ValueError(f"{what} is {h}x{w} px; at least {MIN_SIZE}x{MIN_SIZE} is needed")

@@ -33,10 +33,14 @@ class Example:
 
     @property
     def classes(self) -> list[int]:
+        """The label values > 0 in the mask, sorted."""
         return [int(c) for c in np.unique(self.mask) if c > 0]
 
 
 class SupportSet:
+    """Ordered examples: (H, W) float images with (H, W) int32 label masks (0 = background),
+    each with its source, an enabled flag and metadata; saved as one .npz (module docstring)."""
+
     def __init__(self, examples: list[Example] | None = None):
         self.examples: list[Example] = []
         for ex in examples or []:
@@ -72,12 +76,15 @@ class SupportSet:
         return ex
 
     def remove(self, index: int) -> None:
+        """Drop the example at ``index``."""
         del self.examples[index]
 
     def clear(self) -> None:
+        """Drop every example."""
         self.examples.clear()
 
     def enabled(self) -> list[Example]:
+        """The examples that are switched on, in order."""
         return [ex for ex in self.examples if ex.enabled]
 
     def classes(self) -> list[int]:
@@ -88,6 +95,7 @@ class SupportSet:
         return sorted(found)
 
     def save(self, path: str | Path) -> Path:
+        """Write the set to ``path`` (.npz added if missing), atomically; returns the path written."""
         path = Path(path)
         if path.suffix != ".npz":
             path = path.with_name(path.name + ".npz")
@@ -107,6 +115,8 @@ class SupportSet:
 
     @classmethod
     def load(cls, path: str | Path) -> SupportSet:
+        """Read a set saved by ``save``: sizes and metadata checked first, no pickles, one
+        clear ValueError naming the file for anything else."""
         path = Path(path)
         if not path.is_file():
             raise ValueError(f"support-set file not found: {path}")

@@ -40,11 +40,14 @@ class WeightsError(ValueError):
 
 @dataclass
 class WeightsInfo:
+    """Where weights came from, their widths and their model card."""
+
     name: str  # "default", "official" or the file path
     config: ModelConfig
     card: dict = field(default_factory=dict)  # model card metadata (may be empty)
 
     def summary(self) -> str:
+        """A few lines for ``napari-universeg info``."""
         card = self.card
         parts = [f"weights: {self.name}", f"widths: enc {list(self.config.encoder_widths)} dec {list(self.config.decoder_widths)}"]
         for key in ("description", "trained_on", "steps", "resolution", "evaluation_summary"):
@@ -157,6 +160,8 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
 
 
 def load_weights_file(path: str | Path) -> tuple[UniverSeg, WeightsInfo]:
+    """A model (eval mode) from a weights file: the project's .safetensors or an official-layout
+    .pt/.pth/.safetensors state_dict; checked before anything is built, no code run."""
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weights file not found: {path}")
@@ -186,6 +191,7 @@ def load_weights_file(path: str | Path) -> tuple[UniverSeg, WeightsInfo]:
 
 
 def cache_dir() -> Path:
+    """The user's cache folder for downloaded weights ($XDG_CACHE_HOME/napari-universeg)."""
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "napari-universeg"
 

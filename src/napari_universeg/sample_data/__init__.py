@@ -19,6 +19,7 @@ def neurons() -> tuple[np.ndarray, np.ndarray]:
 
 
 def neuron_files() -> tuple[list[Path], list[Path]]:
+    """The bundled sample's image and mask files (CC0 neurons), sorted, as paths."""
     return sorted(NEURONS.glob("[0-9][0-9][0-9].png")), sorted(NEURONS.glob("*_mask.tif"))
 
 
