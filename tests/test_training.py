@@ -91,3 +91,8 @@ def test_evaldata_validation_uses_the_standard_protocol(tmp_path, monkeypatch):
     trainer = Trainer(_cfg(evaldata_sizes=[1]), tmp_path / "run", torch.device("cpu"))
     result = trainer.evaldata()
     assert result["step"] == 0 and set(result["tiny_set"]) == {"1"} and 0 <= result["tiny_set"]["1"] <= 1
+
+
+def test_the_config_defaults_are_the_shipped_recipe():
+    recipe = Path(__file__).resolve().parents[1] / "training" / "configs" / "default.yaml"
+    assert TrainConfig.from_yaml(recipe) == TrainConfig()

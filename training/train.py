@@ -38,8 +38,9 @@ class TrainConfig:
     model: dict = field(default_factory=lambda: {"encoder_widths": [64] * 4, "decoder_widths": [64] * 3})
     size: int = 128
     seed: int = 0
-    support_sizes: list = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64])
-    support_weights: list | None = None
+    # Defaults are the shipped recipe, training/configs/default.yaml (a test keeps them equal).
+    support_sizes: list = field(default_factory=lambda: [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64])
+    support_weights: list | None = field(default_factory=lambda: [3, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1, 1])
     items_per_step: int = 192
     max_batch: int = 32
     lr: float = 5e-4
