@@ -16,6 +16,7 @@ Only numpy is imported here; image readers and methods are imported when used.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,8 +33,6 @@ EVALDATA_ENV = "NAPARI_UNIVERSEG_EVALDATA"
 def evaldata_dir() -> Path:
     """Where the evaluation sets are: $NAPARI_UNIVERSEG_EVALDATA, else shared/evaldata beside this
     source tree's checkout (tests, benchmarks and training read it from there; it may not exist)."""
-    import os
-
     env = os.environ.get(EVALDATA_ENV)
     return Path(env) if env else Path(__file__).resolve().parents[3] / "shared" / "evaldata"
 

@@ -168,7 +168,7 @@ class Segmenter:
         scale = None if plan.mode == "resize" else plan.scale
         subsets = _subsets(len(examples), options)
         used = sorted(set(np.concatenate(subsets).tolist()))  # only these examples are prepared
-        tensors = dict(zip(used, (self._example_tensors(examples[i], scale) for i in used)))
+        tensors = {i: self._example_tensors(examples[i], scale) for i in used}
         images, labels = {i: t[0] for i, t in tensors.items()}, {i: t[1] for i, t in tensors.items()}
         out = {}
         rng = np.random.default_rng(options.seed)
@@ -394,7 +394,8 @@ class Segmenter:
             self._plans[key] = self._plans.pop(key)  # most recently used last
             return self._plans[key][0]
         classes = self._classes(support, options)
-        earlier = [(len(m), p) for p, c, m in self._plans.values() if c == context and m < members and options.mode == "auto"]
+        # Only a choice made by "auto" carries over (a given mode has nothing to choose).
+        earlier = [(len(m), p) for p, c, m in self._plans.values() if c == context and m < members] if options.mode == "auto" else []
         grown = replace(max(earlier, key=lambda e: e[0])[1]) if earlier else None  # the largest set it grew from
         if grown is not None and provisional:
             plan = grown  # as it was, classifier included (UniverSeg sees the new examples)

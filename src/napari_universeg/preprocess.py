@@ -5,6 +5,9 @@ numpy in, numpy out; the resizing uses torch (imported lazily) for its antialias
 
 from __future__ import annotations
 
+import math
+import os
+
 import numpy as np
 
 MIN_SIZE = 8
@@ -13,7 +16,7 @@ MAX_LABEL = 2**31 - 1  # masks are kept as int32
 # Largest image or support-set array read from a file, checked against the size the file
 # declares before anything is allocated (a small file can declare a huge image). Raise it with
 # the environment variable NAPARI_UNIVERSEG_MAX_PIXELS for truly huge images.
-MAX_PIXELS = 1 << 27  # 134M pixels, e.g. a 400-slice stack of 580 x 580 px
+MAX_PIXELS = 1 << 27  # 134M pixels, e.g. a 512-slice stack of 512 x 512 px
 MAX_PIXELS_ENV = "NAPARI_UNIVERSEG_MAX_PIXELS"
 
 
@@ -23,9 +26,6 @@ class SizeLimitError(ValueError):
 
 def check_declared_size(shape: tuple[int, ...], what: str) -> None:
     """Refuse an array of ``shape`` bigger than MAX_PIXELS (or the environment's override)."""
-    import math
-    import os
-
     limit = int(os.environ.get(MAX_PIXELS_ENV) or MAX_PIXELS)
     n = math.prod(int(x) for x in shape)
     if n > limit:

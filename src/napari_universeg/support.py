@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .preprocess import SizeLimitError, check_declared_size, check_image, check_mask, label_dtype, to_grey
+from .preprocess import check_declared_size, check_image, check_mask, label_dtype, to_grey
 
 FORMAT = "napari-universeg-support"
 VERSION = 1
@@ -153,11 +153,9 @@ def _check_member_sizes(path: Path) -> None:
                     read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
                     shape = read_header(f)[0]
                 total += int(np.prod(shape, dtype=np.int64))
-                check_declared_size((total,), f"support-set file {path}")
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
-        if isinstance(e, SizeLimitError):
-            raise
         raise ValueError(f"{path}: cannot read support-set file ({type(e).__name__}: {e})") from None
+    check_declared_size((total,), f"support-set file {path}")
 
 
 def _check_metadata(metadata, path: Path) -> list[dict]:
