@@ -145,17 +145,22 @@ def _check_member_sizes(path: Path) -> None:
     total = 0
     try:
         with zipfile.ZipFile(path) as zf:
-            for name in zf.namelist():
-                if not name.endswith(".npy"):
-                    continue
-                with zf.open(name) as f:
-                    version = np.lib.format.read_magic(f)
-                    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-                    shape = read_header(f)[0]
-                total += int(np.prod(shape, dtype=np.int64))
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+            for name in (n for n in zf.namelist() if n.endswith(".npy")):
+                total += int(np.prod(_declared_shape(zf, name), dtype=np.int64))
+                check_declared_size((total,), f"support-set file {path}")  # before reading more
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
         raise ValueError(f"{path}: cannot read support-set file ({type(e).__name__}: {e})") from None
-    check_declared_size((total,), f"support-set file {path}")
+
+
+def _declared_shape(zf: zipfile.ZipFile, name: str) -> tuple[int, ...]:
+    """The shape in the .npy header of an archive member; OSError if it has none."""
+    with zf.open(name) as f:
+        try:
+            version = np.lib.format.read_magic(f)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            return read_header(f)[0]
+        except ValueError as e:  # numpy's words for a missing or broken header
+            raise OSError(f"member {name}: {e}") from None
 
 
 def _check_metadata(metadata, path: Path) -> list[dict]:
