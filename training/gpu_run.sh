@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
-# One prepared GPU training run: trains the default config for MINUTES of wall time, fitting the
-# learning-rate schedule to that time, and leaves checkpoint.pt and logs in $OUT/run.
-#   OUT=/some/dir MINUTES=8 bash training/gpu_run.sh
-# Resume later (on any device) with: python -m training.train --config training/configs/default.yaml --out <run dir>
+# The one prepared training command, for a lent GPU (or any machine): continues the committed run
+# training/runs/real (or starts it from the shipped default weights), checkpointing every 250
+# steps, and leaves the run folder (checkpoint.pt, logs) in $OUT/run, to be copied back and committed.
+#   OUT=/some/dir MINUTES=9 bash training/gpu_run.sh
+# Needs the real-task cache (python -m training.data.prepare, from fetched sources); on a device
+# machine, carry training/data/cache.
 set -euo pipefail
-export PYTHONPATH=src:. PYTHONUNBUFFERED=1
+RUN=${RUN:-training/runs/real}
+CONFIG=${CONFIG:-training/configs/real.yaml}
+export PYTHONPATH=src:. PYTHONUNBUFFERED=1  # a device machine has torch but not this package installed
 nvidia-smi --query-gpu=name,memory.total --format=csv || true
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
-python3 -m training.train --config "${CONFIG:-training/configs/default.yaml}" --out "$OUT/run" \
-    --minutes "${MINUTES:-8}" --fit-schedule --device cuda 2>&1 | tee "$OUT/train.log"
+mkdir -p "$OUT/run"
+if [[ -d "$RUN" ]]; then cp -r "$RUN/." "$OUT/run/"; fi
+python3 -m training.train --config "$CONFIG" --out "$OUT/run" --init default \
+    --minutes "${MINUTES:-9}" ${DEVICE:+--device "$DEVICE"} 2>&1 | tee -a "$OUT/run/train.log"

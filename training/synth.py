@@ -606,7 +606,12 @@ class TaskGenerator:
                     img[idx] = _MODELS[model](self._rng, s[idx], n, size)
             idx = _subjects(tasks, n, self.device)
             x[idx], m[idx] = img, mask
-        x, m = self._geometry(x, m, n)
+        return self.augment(x, m, n)
+
+    def augment(self, x: Tensor, m: Tensor, n: int) -> tuple[Tensor, Tensor]:
+        """The paper's task-level and per-image augmentations of tasks of n subjects each:
+        x, m (T*n, 1, H, W) float32, images in [0, 1], masks {0, 1}; the same shapes back."""
+        x, m = self._geometry(x.to(self.device), m.to(self.device), n)
         return self._intensity(x, n), self._target(m, n)
 
     def _geometry(self, x: Tensor, m: Tensor, n: int) -> tuple[Tensor, Tensor]:

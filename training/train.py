@@ -1,6 +1,10 @@
-"""Episodic training of UniverSeg on synthetic tasks.
+"""Episodic training of UniverSeg on synthetic and real tasks.
 
     python -m training.train --config training/configs/default.yaml --out runs/default [--minutes 10]
+
+A share ``real_ratio`` of each step's tasks comes from the real-task cache (training/data, built by
+``python -m training.data.prepare``), the rest from the synthetic generator (training/synth.py).
+Sources named in ``real_heldout`` are never trained on: validation reports them apart.
 
 Resumable: a run writes ``checkpoint.pt`` into --out every few hundred steps and at the end;
 starting the same command again continues the same run (same schedule, same data stream, since
@@ -28,9 +32,11 @@ from torch.utils.data import DataLoader, Dataset
 from napari_universeg.device import autocast_dtype, pick_device
 from napari_universeg.evaluate import evaldata_dir
 from napari_universeg.model import UniverSeg
+from training.real import RealTaskSampler, load_sources
 from training.synth import TaskGenerator
 
 EVALDATA = evaldata_dir()
+REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -56,6 +62,9 @@ class TrainConfig:
     checkpoint_every: int = 500
     evaldata_every: int = 0
     evaldata_sizes: list = field(default_factory=lambda: [1, 4, 16])
+    real_ratio: float = 0.0  # share of each step's tasks drawn from real data
+    real_cache: str = "training/data/cache"  # relative to the repository root, or absolute
+    real_heldout: list = field(default_factory=list)  # cached sources left out of training, validated apart
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrainConfig:
@@ -110,16 +119,21 @@ class Trainer:
         self.step = 0
         self.elapsed = 0.0  # training seconds over all sessions of this run
         self.bf16 = use_bf16(cfg, device)
-        self._val_tasks: list | None = None
+        self._val_tasks: dict | None = None
 
     # -- data --------------------------------------------------------------------------------
     @property
-    def val_tasks(self) -> list:
-        """Fixed held-out tasks (seeds far beyond any training step), made on first use."""
+    def val_tasks(self) -> dict:
+        """Fixed validation tasks, made on first use: synthetic ones (seeds far beyond any
+        training step) as "dice_S<s>", and tasks of the held-out real sources as "real_dice_S<s>"."""
         if self._val_tasks is None:
-            self._val_tasks = [
-                tuple(t.to(self.device) for t in step_tasks(self.cfg, 10**9 + i, self.cfg.val_batch, s)) for i, s in enumerate((1, 4, 16))
-            ]
+            cfg = self.cfg
+            tasks = {f"dice_S{s}": synthetic_tasks(cfg, 10**9 + i, cfg.val_batch, s) for i, s in enumerate((1, 4, 16))}
+            heldout = load_sources(real_cache(cfg), cfg.real_heldout) if cfg.real_heldout else []
+            if heldout:
+                sampler = RealTaskSampler(heldout, cfg.size, seed=10**9)
+                tasks.update({f"real_dice_S{s}": sampler.sample(cfg.val_batch, s) for s in (1, 4, 16)})
+            self._val_tasks = {k: tuple(t.to(self.device) for t in v) for k, v in tasks.items()}
         return self._val_tasks
 
     def batches(self, workers: int):
@@ -191,10 +205,10 @@ class Trainer:
     def validate(self) -> dict:
         self.model.eval()
         row = {"step": self.step}
-        for q, qm, si, sm in self.val_tasks:
+        for key, (q, qm, si, sm) in self.val_tasks.items():
             with self.autocast():
                 logits = self.model(q, si, sm)
-            row[f"dice_S{si.shape[1]}"] = round(segmentation_loss(logits, qm)[1].mean().item(), 4)
+            row[key] = round(segmentation_loss(logits, qm)[1].mean().item(), 4)
         return row
 
     def evaldata(self) -> dict | None:
@@ -273,10 +287,38 @@ class Trainer:
             print("evaldata", r, flush=True)
 
 
+def real_cache(cfg: TrainConfig) -> Path:
+    path = Path(cfg.real_cache)
+    return path if path.is_absolute() else REPO / path
+
+
+_TRAINING_SOURCES: dict = {}  # per process: the real sources, loaded once
+
+
+def training_sources(cfg: TrainConfig) -> list:
+    key = (str(real_cache(cfg)), tuple(cfg.real_heldout))
+    if key not in _TRAINING_SOURCES:
+        sources = load_sources(real_cache(cfg), exclude=cfg.real_heldout)
+        if not sources:
+            raise FileNotFoundError(f"real_ratio is {cfg.real_ratio} but {real_cache(cfg)} has no sources (python -m training.data.prepare)")
+        _TRAINING_SOURCES[key] = sources
+    return _TRAINING_SOURCES[key]
+
+
+def synthetic_tasks(cfg: TrainConfig, seed: int, batch: int, support_size: int):
+    return TaskGenerator(cfg.size, seed=(cfg.seed * 1_000_003 + seed) % 2**62, device="cpu").sample(batch, support_size)
+
+
 def step_tasks(cfg: TrainConfig, step: int, batch: int, support_size: int):
-    """The tasks of one step, on the CPU, from a seed derived from the step number."""
-    gen = TaskGenerator(cfg.size, seed=(cfg.seed * 1_000_003 + step) % 2**62, device="cpu")
-    return gen.sample(batch, support_size)
+    """The tasks of one step, on the CPU, from a seed derived from the step number: a binomial
+    share real_ratio of them real, the rest synthetic (real ones first)."""
+    n_real = int(np.random.default_rng([cfg.seed, step, 2]).binomial(batch, cfg.real_ratio)) if cfg.real_ratio > 0 else 0
+    parts = []
+    if n_real:
+        parts.append(RealTaskSampler(training_sources(cfg), cfg.size, seed=(cfg.seed * 1_000_003 + step) % 2**62).sample(n_real, support_size))
+    if batch - n_real:
+        parts.append(synthetic_tasks(cfg, step, batch - n_real, support_size))
+    return tuple(torch.cat(ts) for ts in zip(*parts))
 
 
 class _StepTasks(Dataset):

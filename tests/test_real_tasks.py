@@ -1,0 +1,86 @@
+"""The real-task corpus: a source in a real git repository -> the cache -> episodes for training."""
+
+import subprocess
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+
+from training.data.prepare import prepare_source, read_sources
+from training.real import RealTaskSampler, load_sources
+from training.train import TrainConfig, Trainer, step_tasks
+
+HEADER = "name,repo,commit,images,mask_regex,mask_replace,mask_kind,classes,image_channel,licence,licence_evidence,attribution,modality,n_pairs,split,notes\n"
+
+
+def _instance_repo(root, n=6, size=300):
+    """A git repository (bare, as fetched) with n images of bright discs and their instance labels."""
+    work = root / "work"
+    (work / "data" / "img").mkdir(parents=True)
+    (work / "data" / "lab").mkdir()
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:size, :size]
+    for i in range(n):
+        labels = np.zeros((size, size), np.uint16)
+        for k in range(1, 9):
+            cy, cx = rng.integers(30, size - 30, 2)
+            labels[(yy - cy) ** 2 + (xx - cx) ** 2 < 18**2] = k
+        image = (60 + 120 * (labels > 0) + rng.normal(0, 10, labels.shape)).clip(0, 255).astype(np.uint8)
+        iio.imwrite(work / "data" / "img" / f"cell{i}.png", np.stack([image] * 3, -1))  # RGB on disk
+        iio.imwrite(work / "data" / "lab" / f"cell{i}_label.tif", labels)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q", str(work)], check=True)
+    subprocess.run([*git, "-C", str(work), "add", "."], check=True)
+    subprocess.run([*git, "-C", str(work), "commit", "-qm", "data"], check=True)
+    mirror = root / "mirrors" / "lab+cells"
+    mirror.mkdir(parents=True)
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(mirror / "repo")], check=True)
+    return root / "mirrors"
+
+
+@pytest.fixture
+def cache(tmp_path):
+    mirrors = _instance_repo(tmp_path)
+    csv = tmp_path / "sources.csv"
+    row = "discs,lab/cells,,data/img/*.png,img/(.*)\\.png$,lab/\\1_label.tif,instances,,,CC0-1.0,LICENSE,test,fluorescence nuclei,6,train,\n"
+    csv.write_text(HEADER + row)
+    (source,) = read_sources(csv)
+    meta = prepare_source(source, mirrors, tmp_path / "cache")
+    return tmp_path / "cache", meta
+
+
+def test_prepare_builds_a_cache_of_images_and_task_bits(cache):
+    folder, meta = cache
+    assert meta["tasks"] == ["foreground", "contours"]
+    assert meta["scales"] == {"whole": 6, "zoom": 0}  # 300 px < 2 x 256: no zoomed crop
+    (src,) = load_sources(folder)
+    assert src.images.shape == (6, 256, 256) and src.images.dtype == np.uint8
+    fg, edge = src.bits & 1, (src.bits >> 1) & 1
+    assert set(np.unique(src.bits)) <= {0, 1, 3}  # contours lie on the foreground
+    assert 0.05 < fg.mean() < 0.4 and 0 < edge.mean() < fg.mean() / 2
+    # the foreground is bright in the image: the labels were paired with their own images
+    assert src.images[fg == 1].mean() > src.images[fg == 0].mean() + 60
+
+
+def test_episodes_have_the_training_shapes_and_binary_masks(cache):
+    folder, _ = cache
+    sampler = RealTaskSampler(load_sources(folder), size=64, seed=3)
+    q, qm, si, sm = sampler.sample(batch=3, support_size=4)
+    assert q.shape == qm.shape == (3, 1, 64, 64) and si.shape == sm.shape == (3, 4, 1, 64, 64)
+    assert q.dtype == torch.float32 and set(torch.unique(torch.cat([qm.flatten(), sm.flatten()])).tolist()) <= {0.0, 1.0}
+    assert 0 <= q.min() and q.max() <= 1
+    again = RealTaskSampler(load_sources(folder), size=64, seed=3).sample(batch=3, support_size=4)
+    assert all(torch.equal(a, b) for a, b in zip((q, qm, si, sm), again))
+
+
+def test_a_step_mixes_real_and_synthetic_tasks_and_validates_heldout_sources_apart(cache, tmp_path):
+    folder, _ = cache
+    cfg = TrainConfig(model={"encoder_widths": [8] * 4, "decoder_widths": [8] * 3}, size=64, real_ratio=0.5, real_cache=str(folder), val_batch=2)
+    q, qm, si, sm = step_tasks(cfg, step=7, batch=6, support_size=2)
+    assert q.shape == (6, 1, 64, 64) and si.shape == (6, 2, 1, 64, 64)
+    cfg.real_heldout = ["discs"]  # the only source, held out: validation uses it, training may not
+    row = Trainer(cfg, tmp_path / "run", torch.device("cpu")).validate()
+    assert {"dice_S1", "dice_S4", "dice_S16", "real_dice_S1", "real_dice_S4", "real_dice_S16"} <= set(row)
+    with pytest.raises(FileNotFoundError):
+        step_tasks(cfg, step=7, batch=6, support_size=2)

@@ -1,0 +1,1 @@
+"""Real training tasks: the source manifest (sources.csv) and the script that builds the cache."""

@@ -1,0 +1,273 @@
+"""Build the real-task training cache from fetched copies of the sources in sources.csv.
+
+    python -m training.data.prepare [--mirrors /work/.mirror] [--out training/data/cache] [--only NAME ...]
+
+Each source is a public git repository at a recorded commit, brought onto the machine beforehand
+(its bare git directory at MIRRORS/owner+name/repo, as the project's fetch tool leaves it); nothing
+is downloaded here. Per source, the cache holds one folder:
+
+    NAME/meta.json          source, licence, modality, task names, image count
+    NAME/img_0000.jpg ...   greyscale images, SIZE x SIZE, uint8 (JPEG, quality 90)
+    NAME/mask_0000.png ...  uint8, bit k = task k of meta.json's "tasks" (PNG)
+
+Images are resized to SIZE x SIZE as a whole; images larger than 2 * SIZE on their short side also
+give one centred crop of half their short side ("zoom"), so tasks come in two scales. Tasks per
+mask kind: binary -> foreground; instances -> foreground and object contours; classes -> each
+listed class and, with two or more, their union.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import fnmatch
+import io
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import tifffile
+from PIL import Image
+
+HERE = Path(__file__).resolve().parent
+SOURCES = HERE / "sources.csv"
+CACHE = HERE / "cache"
+SIZE = 256
+MAX_IMAGES = 160  # per source and scale: the whole cache must travel to a GPU machine (64 MiB)
+MAX_TASKS = 8  # bit planes of a uint8 mask PNG
+JPEG_QUALITY = 90
+
+
+def read_sources(path: Path = SOURCES) -> list[dict]:
+    """Rows of sources.csv, with 'classes' parsed from JSON."""
+    with open(path, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["name"] and not r["name"].startswith("#")]
+    for r in rows:
+        r["classes"] = json.loads(r["classes"] or "{}")
+        r["image_channel"] = int(r["image_channel"]) if r["image_channel"] not in ("", None) else None
+    return rows
+
+
+class GitTree:
+    """Read-only access to one commit of a bare git directory."""
+
+    def __init__(self, git_dir: Path, commit: str):
+        self.git_dir = git_dir
+        self.commit = commit if self._has(commit) else "HEAD"
+        if self.commit == "HEAD" and commit:
+            print(f"  note: {git_dir} lacks commit {commit}; using HEAD {self._git('rev-parse', 'HEAD').strip()}", file=sys.stderr)
+
+    def _git(self, *args: str) -> str:
+        return subprocess.run(["git", f"--git-dir={self.git_dir}", *args], capture_output=True, text=True, check=True).stdout
+
+    def _has(self, commit: str) -> bool:
+        if not commit:
+            return False
+        r = subprocess.run(["git", f"--git-dir={self.git_dir}", "cat-file", "-e", f"{commit}^{{commit}}"], capture_output=True)
+        return r.returncode == 0
+
+    def files(self) -> list[str]:
+        return self._git("ls-tree", "-r", "--name-only", self.commit).splitlines()
+
+    def read(self, path: str) -> bytes:
+        return subprocess.run(
+            ["git", f"--git-dir={self.git_dir}", "cat-file", "blob", f"{self.commit}:{path}"], capture_output=True, check=True
+        ).stdout
+
+
+def decode(data: bytes, name: str) -> np.ndarray:
+    """An image file's pixels: (H, W), (H, W, C) or a (Z, H, W) stack for multi-page TIFFs."""
+    if name.lower().endswith((".tif", ".tiff")):
+        return tifffile.imread(io.BytesIO(data))
+    return np.asarray(iio.imread(io.BytesIO(data), extension=Path(name).suffix.lower()))
+
+
+def to_grey_slices(image: np.ndarray, channel: int | None) -> list[np.ndarray]:
+    """2D float32 slices of an image: RGB(A) -> the channel or luminance, stacks -> every slice."""
+    image = np.squeeze(image)
+    if image.ndim == 3 and image.shape[-1] in (3, 4) and image.shape[0] > 4:
+        rgb = image[..., :3].astype(np.float32)
+        return [rgb[..., channel] if channel is not None else rgb @ np.array([0.299, 0.587, 0.114], np.float32)]
+    if image.ndim == 2:
+        return [image.astype(np.float32)]
+    if image.ndim == 3:
+        return [s.astype(np.float32) for s in image]
+    raise ValueError(f"unsupported image shape {image.shape}")
+
+
+def mask_slices(mask: np.ndarray, count: int) -> list[np.ndarray]:
+    mask = np.squeeze(mask)
+    if mask.ndim == 3 and mask.shape[-1] in (3, 4) and count == 1:
+        mask = mask[..., 0]  # a greyscale mask saved as RGB
+    if mask.ndim == 2:
+        return [mask]
+    if mask.ndim == 3 and mask.shape[0] == count:
+        return list(mask)
+    raise ValueError(f"mask shape {mask.shape} does not match {count} image slice(s)")
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """0.5-99.5 percentile scaling to uint8 (16-bit and float images keep their contrast)."""
+    lo, hi = np.percentile(image, [0.5, 99.5])
+    if hi <= lo:
+        lo, hi = float(image.min()), float(image.max())
+    scaled = (image - lo) / max(hi - lo, 1e-12)
+    return np.clip(np.round(scaled * 255), 0, 255).astype(np.uint8)
+
+
+def task_names(row: dict) -> list[str]:
+    kind = row["mask_kind"]
+    if kind == "binary":
+        return ["foreground"]
+    if kind == "instances":
+        return ["foreground", "contours"]
+    if kind == "classes":
+        names = [f"class {v}: {n}" for v, n in row["classes"].items()]
+        return names + (["union of " + ", ".join(row["classes"].values())] if len(names) > 1 else [])
+    raise ValueError(f"{row['name']}: unknown mask_kind {kind!r}")
+
+
+def contours(labels: np.ndarray) -> np.ndarray:
+    """Pixels of an object whose 4-neighbour has another label (touching objects stay apart)."""
+    p = np.pad(labels, 1, mode="edge")
+    c = p[1:-1, 1:-1]
+    edge = (c != p[:-2, 1:-1]) | (c != p[2:, 1:-1]) | (c != p[1:-1, :-2]) | (c != p[1:-1, 2:])
+    return edge & (labels > 0)
+
+
+def tasks_of(labels: np.ndarray, row: dict) -> np.ndarray:
+    """uint8 bit planes, bit k = task k of task_names(row), from a (SIZE, SIZE) label image."""
+    kind = row["mask_kind"]
+    if kind == "binary":
+        planes = [labels > 0]
+    elif kind == "instances":
+        planes = [labels > 0, contours(labels)]
+    else:
+        values = [int(v) for v in row["classes"]]
+        planes = [labels == v for v in values]
+        if len(values) > 1:
+            planes.append(np.isin(labels, values))
+    out = np.zeros(labels.shape, np.uint8)
+    for k, plane in enumerate(planes):
+        out |= plane.astype(np.uint8) << k
+    return out
+
+
+def resized(image: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    img = np.asarray(Image.fromarray(image).resize((SIZE, SIZE), Image.Resampling.BOX if min(image.shape) > SIZE else Image.Resampling.BILINEAR))
+    lab = np.asarray(Image.fromarray(labels.astype(np.int32)).resize((SIZE, SIZE), Image.Resampling.NEAREST))
+    return img, lab
+
+
+def views(image: np.ndarray, labels: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The whole image at SIZE, and for large images a centred crop of half the short side."""
+    out = {"whole": resized(image, labels)}
+    h, w = image.shape
+    if min(h, w) >= 2 * SIZE:
+        c = min(h, w) // 2
+        y, x = (h - c) // 2, (w - c) // 2
+        out["zoom"] = resized(image[y : y + c, x : x + c], labels[y : y + c, x : x + c])
+    return out
+
+
+def pairs(tree: GitTree, row: dict) -> list[tuple[str, str]]:
+    files = tree.files()
+    present = set(files)
+    images = sorted(f for f in files if fnmatch.fnmatch(f, row["images"]))
+    out, missing = [], 0
+    for f in images:
+        m = re.sub(row["mask_regex"], row["mask_replace"], f)
+        if m in present and m != f:
+            out.append((f, m))
+        else:
+            missing += 1
+    if missing:
+        print(f"  {row['name']}: {missing} image(s) without a mask skipped", file=sys.stderr)
+    return out
+
+
+def evenly(items: list, k: int) -> list:
+    if len(items) <= k:
+        return items
+    return [items[i] for i in np.linspace(0, len(items) - 1, k).round().astype(int)]
+
+
+def prepare_source(row: dict, mirrors: Path, out: Path) -> dict:
+    """Write one source's cache folder; returns its meta.json content."""
+    git_dir = mirrors / row["repo"].replace("/", "+") / "repo"
+    if not git_dir.is_dir():
+        raise FileNotFoundError(f"{row['name']}: no fetched copy of {row['repo']} at {git_dir}")
+    tree = GitTree(git_dir, row["commit"])
+    names = task_names(row)
+    if len(names) > MAX_TASKS:
+        raise ValueError(f"{row['name']}: {len(names)} tasks, at most {MAX_TASKS}")
+    # pairs -> slices; stacks are subsampled to evenly spaced slices
+    slices: dict[str, list] = {"whole": [], "zoom": []}
+    chosen = evenly(pairs(tree, row), MAX_IMAGES)
+    per_pair = max(1, MAX_IMAGES // max(1, len(chosen)))
+    for img_path, mask_path in chosen:
+        imgs = to_grey_slices(decode(tree.read(img_path), img_path), row["image_channel"])
+        masks = mask_slices(decode(tree.read(mask_path), mask_path), len(imgs))
+        for img, lab in evenly(list(zip(imgs, masks)), per_pair):
+            if img.shape != lab.shape:
+                print(f"  {row['name']}: {img_path} {img.shape} vs mask {lab.shape}: skipped", file=sys.stderr)
+                continue
+            for scale, (i8, l256) in views(to_uint8(img), lab).items():
+                bits = tasks_of(l256, row)
+                if bits.any():
+                    slices[scale].append((i8, bits))
+    folder = out / row["name"]
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*_*.*"):
+        old.unlink()
+    counts = {}
+    index = 0
+    for scale, items in slices.items():
+        items = evenly(items, MAX_IMAGES)
+        counts[scale] = len(items)
+        for img, bits in items:
+            Image.fromarray(img).save(folder / f"img_{index:04d}.jpg", quality=JPEG_QUALITY)
+            Image.fromarray(bits).save(folder / f"mask_{index:04d}.png", optimize=True)
+            index += 1
+    meta = {
+        "name": row["name"],
+        "repo": row["repo"],
+        "commit": tree._git("rev-parse", tree.commit).strip(),
+        "licence": row["licence"],
+        "modality": row["modality"],
+        "tasks": names,
+        "scales": counts,  # images 0..whole-1 are whole images, the rest zoomed crops
+        "size": SIZE,
+    }
+    (folder / "meta.json").write_text(json.dumps(meta, indent=1))
+    return meta
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--mirrors", type=Path, default=Path("/work/.mirror"), help="folder of fetched repositories (owner+name/repo)")
+    p.add_argument("--out", type=Path, default=CACHE)
+    p.add_argument("--sources", type=Path, default=SOURCES)
+    p.add_argument("--only", nargs="*", help="source names to (re)build; default all")
+    args = p.parse_args(argv)
+    failed = []
+    for row in read_sources(args.sources):
+        if args.only and row["name"] not in args.only:
+            continue
+        try:
+            meta = prepare_source(row, args.mirrors, args.out)
+        except (OSError, ValueError, subprocess.CalledProcessError) as e:
+            print(f"{row['name']}: FAILED: {e}", file=sys.stderr)
+            failed.append(row["name"])
+            continue
+        print(f"{meta['name']}: {meta['scales']} images, tasks {meta['tasks']}", flush=True)
+    if failed:
+        sys.exit(f"failed: {', '.join(failed)}")
+
+
+if __name__ == "__main__":
+    main()
