@@ -11,7 +11,7 @@ from training.data.prepare import prepare_source, read_sources
 from training.real import RealTaskSampler, load_sources
 from training.train import TrainConfig, Trainer, step_tasks
 
-HEADER = "name,repo,commit,images,mask_regex,mask_replace,mask_kind,classes,image_channel,licence,licence_evidence,attribution,modality,n_pairs,split,notes\n"
+HEADER = "name,split,repo,commit,images,mask_regex,mask_replace,include,mask_rule,mask_kind,classes,image_channel,modality,n_pairs,licence,licence_evidence,attribution,notes\n"
 
 
 def _instance_repo(root, n=6, size=300):
@@ -43,7 +43,7 @@ def _instance_repo(root, n=6, size=300):
 def cache(tmp_path):
     mirrors = _instance_repo(tmp_path)
     csv = tmp_path / "sources.csv"
-    row = "discs,lab/cells,,data/img/*.png,img/(.*)\\.png$,lab/\\1_label.tif,instances,,,CC0-1.0,LICENSE,test,fluorescence nuclei,6,train,\n"
+    row = "discs,train,lab/cells,,data/img/*.png,img/(.*)\\.png$,lab/\\1_label.tif,,,instances,,,fluorescence nuclei,6,CC0-1.0,LICENSE,test,\n"
     csv.write_text(HEADER + row)
     (source,) = read_sources(csv)
     meta = prepare_source(source, mirrors, tmp_path / "cache")

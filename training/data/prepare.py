@@ -7,7 +7,7 @@ Each source is a public git repository at a recorded commit, brought onto the ma
 is downloaded here. Per source, the cache holds one folder:
 
     NAME/meta.json          source, licence, modality, task names, image count
-    NAME/img_0000.jpg ...   greyscale images, SIZE x SIZE, uint8 (JPEG, quality 90)
+    NAME/img_0000.jpg ...   greyscale images, SIZE x SIZE, uint8 (JPEG, quality 85)
     NAME/mask_0000.png ...  uint8, bit k = task k of meta.json's "tasks" (PNG)
 
 Images are resized to SIZE x SIZE as a whole; images larger than 2 * SIZE on their short side also
@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import csv
 import fnmatch
+import gzip
 import io
 import json
 import re
@@ -37,9 +38,9 @@ HERE = Path(__file__).resolve().parent
 SOURCES = HERE / "sources.csv"
 CACHE = HERE / "cache"
 SIZE = 256
-MAX_IMAGES = 160  # per source and scale: the whole cache must travel to a GPU machine (64 MiB)
+MAX_IMAGES = 64  # per source and scale: the whole cache must travel to a GPU machine (64 MiB in all)
 MAX_TASKS = 8  # bit planes of a uint8 mask PNG
-JPEG_QUALITY = 90
+JPEG_QUALITY = 85
 
 
 def read_sources(path: Path = SOURCES) -> list[dict]:
@@ -80,18 +81,28 @@ class GitTree:
 
 
 def decode(data: bytes, name: str) -> np.ndarray:
-    """An image file's pixels: (H, W), (H, W, C) or a (Z, H, W) stack for multi-page TIFFs."""
+    """An image file's pixels: (H, W), (H, W, C) or a (Z, H, W) stack (multi-page TIFF, NIfTI
+    volumes as axial slices)."""
+    if name.lower().endswith((".nii", ".nii.gz")):
+        import nibabel  # training extra; the plugin never reads NIfTI
+
+        volume = nibabel.Nifti1Image.from_bytes(gzip.decompress(data) if name.endswith(".gz") else data)
+        return np.moveaxis(np.asanyarray(volume.dataobj), -1, 0)  # (X, Y, Z) -> (Z, X, Y)
     if name.lower().endswith((".tif", ".tiff")):
-        return tifffile.imread(io.BytesIO(data))
+        try:
+            return tifffile.imread(io.BytesIO(data))
+        except (ValueError, NotImplementedError, tifffile.TiffFileError):  # e.g. CCITT-compressed masks without imagecodecs
+            return np.asarray(Image.open(io.BytesIO(data)))
     return np.asarray(iio.imread(io.BytesIO(data), extension=Path(name).suffix.lower()))
 
 
 def to_grey_slices(image: np.ndarray, channel: int | None) -> list[np.ndarray]:
     """2D float32 slices of an image: RGB(A) -> the channel or luminance, stacks -> every slice."""
     image = np.squeeze(image)
-    if image.ndim == 3 and image.shape[-1] in (3, 4) and image.shape[0] > 4:
-        rgb = image[..., :3].astype(np.float32)
-        return [rgb[..., channel] if channel is not None else rgb @ np.array([0.299, 0.587, 0.114], np.float32)]
+    if image.ndim == 3 and image.shape[-1] <= 4 and image.shape[0] > 4:  # channels last
+        if channel is not None or image.shape[-1] < 3:  # a chosen channel; grey + alpha: the grey
+            return [image[..., channel or 0].astype(np.float32)]
+        return [image[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)]
     if image.ndim == 2:
         return [image.astype(np.float32)]
     if image.ndim == 3:
@@ -101,13 +112,40 @@ def to_grey_slices(image: np.ndarray, channel: int | None) -> list[np.ndarray]:
 
 def mask_slices(mask: np.ndarray, count: int) -> list[np.ndarray]:
     mask = np.squeeze(mask)
-    if mask.ndim == 3 and mask.shape[-1] in (3, 4) and count == 1:
-        mask = mask[..., 0]  # a greyscale mask saved as RGB
+    if mask.ndim == 3 and mask.shape[-1] <= 4 and count == 1:
+        mask = mask[..., 0]  # a mask saved with colour or alpha channels: the first one
     if mask.ndim == 2:
         return [mask]
     if mask.ndim == 3 and mask.shape[0] == count:
         return list(mask)
     raise ValueError(f"mask shape {mask.shape} does not match {count} image slice(s)")
+
+
+def mask_values(mask: np.ndarray, rule: str) -> np.ndarray:
+    """Label values of a decoded mask file by the source's rule: "" (the values as they are; the
+    first channel of a colour mask), "gt127" (binary masks saved lossily: > 127), "green_overlay"
+    (an RGB overlay with objects filled green: G - max(R, B) > 100)."""
+    if rule == "green_overlay":
+        rgb = mask[..., :3].astype(np.int16)
+        return (rgb[..., 1] - np.maximum(rgb[..., 0], rgb[..., 2]) > 100).astype(np.uint8)
+    if rule == "gt127":
+        return (mask if mask.ndim == 2 else mask[..., 0]) > 127
+    if rule:
+        raise ValueError(f"unknown mask_rule {rule!r}")
+    return mask
+
+
+def included(image: np.ndarray, rule: str) -> bool:
+    """Whether an image (as decoded) passes the source's filter: "" (all), "grey_dark" / "grey_bright"
+    (grey RGB, median below / above 100: fluorescence / transmitted light in a mixed collection,
+    leaving out stained colour images)."""
+    if not rule:
+        return True
+    grey = image.ndim == 2 or np.abs(np.diff(image[..., :3].astype(np.int16), axis=-1)).mean() < 3
+    dark = np.median(image) < 100
+    if rule in ("grey_dark", "grey_bright"):
+        return grey and dark == (rule == "grey_dark")
+    raise ValueError(f"unknown include rule {rule!r}")
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
@@ -199,6 +237,8 @@ def evenly(items: list, k: int) -> list:
 def prepare_source(row: dict, mirrors: Path, out: Path) -> dict:
     """Write one source's cache folder; returns its meta.json content."""
     git_dir = mirrors / row["repo"].replace("/", "+") / "repo"
+    if (git_dir / ".git").is_dir():  # a snapshot with a work tree
+        git_dir = git_dir / ".git"
     if not git_dir.is_dir():
         raise FileNotFoundError(f"{row['name']}: no fetched copy of {row['repo']} at {git_dir}")
     tree = GitTree(git_dir, row["commit"])
@@ -207,11 +247,14 @@ def prepare_source(row: dict, mirrors: Path, out: Path) -> dict:
         raise ValueError(f"{row['name']}: {len(names)} tasks, at most {MAX_TASKS}")
     # pairs -> slices; stacks are subsampled to evenly spaced slices
     slices: dict[str, list] = {"whole": [], "zoom": []}
-    chosen = evenly(pairs(tree, row), MAX_IMAGES)
+    candidates = pairs(tree, row)
+    if row["include"]:
+        candidates = [(i, m) for i, m in candidates if included(decode(tree.read(i), i), row["include"])]
+    chosen = evenly(candidates, MAX_IMAGES)
     per_pair = max(1, MAX_IMAGES // max(1, len(chosen)))
     for img_path, mask_path in chosen:
         imgs = to_grey_slices(decode(tree.read(img_path), img_path), row["image_channel"])
-        masks = mask_slices(decode(tree.read(mask_path), mask_path), len(imgs))
+        masks = mask_slices(mask_values(decode(tree.read(mask_path), mask_path), row["mask_rule"]), len(imgs))
         for img, lab in evenly(list(zip(imgs, masks)), per_pair):
             if img.shape != lab.shape:
                 print(f"  {row['name']}: {img_path} {img.shape} vs mask {lab.shape}: skipped", file=sys.stderr)
@@ -252,11 +295,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--mirrors", type=Path, default=Path("/work/.mirror"), help="folder of fetched repositories (owner+name/repo)")
     p.add_argument("--out", type=Path, default=CACHE)
     p.add_argument("--sources", type=Path, default=SOURCES)
-    p.add_argument("--only", nargs="*", help="source names to (re)build; default all")
+    p.add_argument("--only", nargs="*", help="source names to (re)build; default all of split train or heldout")
     args = p.parse_args(argv)
     failed = []
     for row in read_sources(args.sources):
         if args.only and row["name"] not in args.only:
+            continue
+        if row["split"] not in ("train", "heldout"):  # e.g. "pending": the licence is not confirmed yet
+            print(f"{row['name']}: skipped ({row['split']})", flush=True)
             continue
         try:
             meta = prepare_source(row, args.mirrors, args.out)
