@@ -84,3 +84,27 @@ def test_a_step_mixes_real_and_synthetic_tasks_and_validates_heldout_sources_apa
     assert {"dice_S1", "dice_S4", "dice_S16", "real_dice_S1", "real_dice_S4", "real_dice_S16"} <= set(row)
     with pytest.raises(FileNotFoundError):
         step_tasks(cfg, step=7, batch=6, support_size=2)
+
+
+def test_the_model_card_names_every_real_source_and_its_licence_and_counts_all_gpu_minutes(tmp_path):
+    from training.data.prepare import read_sources
+    from training.export import export
+
+    cfg = TrainConfig(
+        model={"encoder_widths": [8] * 4, "decoder_widths": [8] * 3}, size=64, real_ratio=0.5, real_heldout=["cytounet_a549_phase_nuclei"]
+    )
+    trainer = Trainer(cfg, tmp_path / "run", torch.device("cpu"))
+    trainer.before, trainer.elapsed, trainer.step = {"minutes": 23.2, "steps": 10418}, 120.0, 500
+    trainer.out.mkdir()
+    trainer.save()
+    resumed = Trainer(cfg, tmp_path / "run", torch.device("cpu"))
+    resumed.load()
+    assert resumed.before == {"minutes": 23.2, "steps": 10418}
+    card = export(tmp_path / "run", tmp_path / "w.safetensors", "test CPU", None)
+    trained = [r for r in read_sources() if r["split"] == "train"]
+    assert [s["name"] for s in card["sources"]] == [r["name"] for r in trained] and len(trained) >= 5
+    assert card["gpu_minutes"] == 25.2 and card["steps"] == 10918
+    text = (tmp_path / "w.md").read_text()
+    for r in trained:
+        assert f"| {r['name']} |" in text and r["licence"] in text
+    assert "cytounet_a549_phase_nuclei" not in text

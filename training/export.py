@@ -39,20 +39,36 @@ def _last_val(run: Path) -> dict:
     return rows[-1] if rows else {}
 
 
+def training_sources_used(cfg: dict) -> list[dict]:
+    """Manifest rows (training/data/sources.csv) of the real sources a run trained on."""
+    if not cfg.get("real_ratio"):
+        return []
+    from training.data.prepare import read_sources
+
+    heldout = set(cfg.get("real_heldout") or [])
+    return [r for r in read_sources() if r["split"] == "train" and r["name"] not in heldout]
+
+
 def export(run: Path, out: Path, hardware: str, eval_json: list[Path] | None) -> dict:
     state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
     cfg = json.loads(state["config"])
     model = UniverSeg(**cfg["model"])
     model.load_state_dict(state["model"])
     steps = int(state["step"])
+    before = json.loads(state.get("before", '{"minutes": 0.0, "steps": 0}'))
+    sources = training_sources_used(cfg)
+    synthetic = "synthetic tasks (training/synth.py: SynthMorph-like label maps, nuclei/blobs, membranes, curvilinear structures, textures; fluorescence, brightfield and EM intensity models)"
     card = {
-        "description": "napari-universeg default weights: UniverSeg trained from scratch on synthetic tasks only",
-        "trained_on": "synthetic tasks only (training/synth.py: SynthMorph-like label maps, nuclei/blobs, membranes, curvilinear structures, textures; fluorescence, brightfield and EM intensity models)",
-        "steps": steps,
+        "description": "napari-universeg default weights: UniverSeg trained on "
+        + (f"synthetic and real tasks ({cfg['real_ratio']:.0%} real)" if sources else "synthetic tasks only"),
+        "trained_on": synthetic + ("; real tasks of " + ", ".join(f"{r['name']} ({r['licence']})" for r in sources) if sources else ""),
+        "sources": [{k: r[k] for k in ("name", "modality", "repo", "commit", "licence", "attribution")} for r in sources],
+        "steps": before["steps"] + steps,
         "support_sizes": cfg["support_sizes"],
         "resolution": f"{cfg['size']} px",
         "hardware": hardware,
         "training_minutes": round(float(state["elapsed"]) / 60, 1),
+        "gpu_minutes": round(before["minutes"] + float(state["elapsed"]) / 60, 1),  # all training behind these weights
         "commit": _commit(),
         "config": cfg,
         "synthetic_validation": _last_val(run),
@@ -82,10 +98,10 @@ def write_card(path: Path, card: dict, results: list[dict], notes: str = "") -> 
         "| | |",
         "|---|---|",
         f"| architecture | UniverSeg, encoder widths {cfg['model']['encoder_widths']}, decoder widths {cfg['model']['decoder_widths']} (official layout) |",
-        f"| data | {card['trained_on']}; no real images |",
-        f"| steps | {card['steps']} (support size per step drawn from {card['support_sizes']}) |",
+        f"| data | {card['trained_on']}{'' if card['sources'] else '; no real images'} |",
+        f"| steps | {card['steps']} in all (support size per step drawn from {card['support_sizes']}) |",
         f"| resolution | {card['resolution']} |",
-        f"| hardware, wall time | {card['hardware']}, {card['training_minutes']} min of training |",
+        f"| hardware, wall time | {card['hardware']}, {card['training_minutes']} min in this run; {card['gpu_minutes']} GPU minutes in all |",
         f"| recipe | soft Dice + BCE, AdamW (lr {cfg['lr']:g}, weight decay {cfg['weight_decay']:g}), warm-up + cosine"
         f" (restarted where a resume extended the steps: see below), bf16 autocast, grad clip {cfg['grad_clip']:g} |",
         "| config | training/configs/default.yaml (as saved in the checkpoint) |",
@@ -96,6 +112,17 @@ def write_card(path: Path, card: dict, results: list[dict], notes: str = "") -> 
         f"Synthetic held-out validation (Dice at S=1/4/16): {card['synthetic_validation']}",
         "",
     ]
+    if card["sources"]:
+        lines += [
+            "## Real training data (training/data/sources.csv)",
+            "",
+            "| source | modality | repository @ commit | licence | attribution |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['name']} | {r['modality']} | {r['repo']} @ {r['commit'][:10]} | {r['licence']} | {r['attribution']} |" for r in card["sources"]
+        ]
+        lines.append("")
     if results:
         lines += [
             "## Evaluation on real data (standard protocol of shared/evaldata, Dice mean ± std over seeds 0, 1, 2, and the worst seed)",

@@ -118,6 +118,7 @@ class Trainer:
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.step = 0
         self.elapsed = 0.0  # training seconds over all sessions of this run
+        self.before = {"minutes": 0.0, "steps": 0}  # training of the weights this run started from (--init)
         self.bf16 = use_bf16(cfg, device)
         self._val_tasks: dict | None = None
 
@@ -163,6 +164,7 @@ class Trainer:
             "optimizer": self.opt.state_dict(),
             "step": self.step,
             "elapsed": self.elapsed,
+            "before": json.dumps(self.before),
             "config": json.dumps(asdict(self.cfg)),
         }
         tmp = self.checkpoint_path.with_suffix(".tmp")
@@ -180,6 +182,7 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
         self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
+        self.before = json.loads(state.get("before", '{"minutes": 0.0, "steps": 0}'))
 
     # -- training ----------------------------------------------------------------------------
     def autocast(self):
@@ -238,6 +241,8 @@ class Trainer:
         calibrate_at = (20, 60) if fit_schedule and max_minutes else None
         log = _CsvLog(self.out / "train.csv")
         val_log = _CsvLog(self.out / "val.csv")
+        if self.step == 0:  # where the run starts from (e.g. the --init weights), for comparison
+            val_log.write(self.validate())
         t_last, n_last = time.time(), 0
         batches = self.batches(workers)
         while self.step < self.cfg.total_steps and time.time() < deadline:
@@ -377,8 +382,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.init and not checkpoint.is_file():
         from napari_universeg.weights import load_weights
 
-        init, _ = load_weights(args.init)
+        init, info = load_weights(args.init)
         trainer.model.load_state_dict(init.state_dict())
+        trainer.before = {
+            "minutes": float(info.card.get("gpu_minutes", info.card.get("training_minutes", 0.0))),
+            "steps": int(info.card.get("steps", 0)),
+        }
     print(f"device {device}, bf16 {trainer.bf16}, {sum(p.numel() for p in trainer.model.parameters())} parameters", flush=True)
     workers = args.workers if args.workers is not None else (max(1, (os.cpu_count() or 2) - 2) if device.type == "cuda" else 0)
     trainer.run(args.minutes, args.fit_schedule, workers)

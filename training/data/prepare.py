@@ -1,6 +1,7 @@
 """Build the real-task training cache from fetched copies of the sources in sources.csv.
 
     python -m training.data.prepare [--mirrors /work/.mirror] [--out training/data/cache] [--only NAME ...]
+                                    [--eval-out training/data/heldout_eval]
 
 Each source is a public git repository at a recorded commit, brought onto the machine beforehand
 (its bare git directory at MIRRORS/owner+name/repo, as the project's fetch tool leaves it); nothing
@@ -290,12 +291,39 @@ def prepare_source(row: dict, mirrors: Path, out: Path) -> dict:
     return meta
 
 
+def write_eval_sets(cache: Path, names: list[str], out: Path) -> list[Path]:
+    """The cached whole images of held-out sources as evaluation folders of the standard protocol
+    (images/NNN.png, masks/NNN.tif with {0, 1}), one per source, for its first task."""
+    import tifffile as tf
+
+    folders = []
+    for name in names:
+        src = cache / name
+        meta = json.loads((src / "meta.json").read_text())
+        folder = out / f"{name}__{re.sub(r'[^a-z0-9]+', '_', meta['tasks'][0].lower()).strip('_')}"
+        (folder / "images").mkdir(parents=True, exist_ok=True)
+        (folder / "masks").mkdir(exist_ok=True)
+        kept = 0
+        for i in range(meta["scales"].get("whole", 0)):
+            mask = np.asarray(Image.open(src / f"mask_{i:04d}.png")) & 1
+            if mask.any():
+                Image.open(src / f"img_{i:04d}.jpg").save(folder / "images" / f"{kept:03d}.png")
+                tf.imwrite(folder / "masks" / f"{kept:03d}.tif", mask.astype(np.uint8), compression="zlib")
+                kept += 1
+        (folder / "SOURCE.txt").write_text(
+            f"{name}: {meta['repo']} @ {meta['commit']}, {meta['licence']}; task {meta['tasks'][0]}; {kept} pairs at {SIZE} px\n"
+        )
+        folders.append(folder)
+    return folders
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--mirrors", type=Path, default=Path("/work/.mirror"), help="folder of fetched repositories (owner+name/repo)")
     p.add_argument("--out", type=Path, default=CACHE)
     p.add_argument("--sources", type=Path, default=SOURCES)
     p.add_argument("--only", nargs="*", help="source names to (re)build; default all of split train or heldout")
+    p.add_argument("--eval-out", type=Path, help="also write the held-out sources as evaluation folders here (benchmarks/accuracy.py --data)")
     args = p.parse_args(argv)
     failed = []
     for row in read_sources(args.sources):
@@ -311,6 +339,10 @@ def main(argv: list[str] | None = None) -> None:
             failed.append(row["name"])
             continue
         print(f"{meta['name']}: {meta['scales']} images, tasks {meta['tasks']}", flush=True)
+    if args.eval_out:
+        heldout = [r["name"] for r in read_sources(args.sources) if r["split"] == "heldout" and (args.out / r["name"] / "meta.json").is_file()]
+        for folder in write_eval_sets(args.out, heldout, args.eval_out):
+            print(f"evaluation set {folder}", flush=True)
     if failed:
         sys.exit(f"failed: {', '.join(failed)}")
 
