@@ -31,17 +31,25 @@ def run() -> None:
     viewer.window._qt_window.resize(1400, 900)
     viewer.open_sample("napari-universeg", "neurons")
     _, widget = viewer.window.add_plugin_dock_widget("napari-universeg", "UniverSeg")
-    widget.synchronous = True  # run in this thread so the script can wait for the result
     widget.image_combo.setCurrentText("neurons")
     widget.labels_combo.setCurrentText("neurons painted")
     viewer.dims.set_point(0, 1)
     widget.add_painted_slices()
     _shot(viewer, HERE / "screenshot_examples.png")
     widget.segment("unpainted")
+    _wait(widget)
     viewer.layers["neurons painted"].visible = False
     viewer.dims.set_point(0, 4)
     _shot(viewer, HERE / "screenshot.png")
     viewer.close()
+
+
+def _wait(widget) -> None:
+    """Until the widget's background run has finished (its results arrive through Qt events)."""
+    app = napari.qt.get_qapp()
+    while widget._worker is not None:
+        app.processEvents()
+        time.sleep(0.05)
 
 
 def _shot(viewer, path: Path) -> None:

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from napari_universeg import _widget as W
+from napari_universeg import session as S
 from napari_universeg._reader import get_reader
 from napari_universeg._writer import write_support
 from napari_universeg.sample_data import synthetic_stack
@@ -34,19 +35,30 @@ def widget(make_napari_viewer, stack):
     viewer.add_image(image, name="cells", scale=(2.0, 0.5, 0.5), translate=(0, 10, 20))
     viewer.add_labels(painted, name="painted", scale=(2.0, 0.5, 0.5), translate=(0, 10, 20))
     w = W.UniverSegWidget(viewer)
-    w.synchronous = True
     w.image_combo.setCurrentText("cells")
     w.labels_combo.setCurrentText("painted")
     return w
 
 
-def test_whole_workflow_on_a_synthetic_stack(widget, stack):
+def wait(widget, qtbot, timeout=300000):
+    """Until the running job (and any live-mode retry it scheduled) has finished; the timeout is
+    generous because on a busy 2-core machine the adapt run alone can take over a minute."""
+    qtbot.waitUntil(lambda: widget._worker is None and not widget._live_timer.isActive(), timeout=timeout)
+
+
+def run(widget, qtbot, which="all"):
+    """Segment in the real background worker and wait for the result."""
+    widget.segment(which)
+    wait(widget, qtbot)
+
+
+def test_whole_workflow_on_a_synthetic_stack(widget, stack, qtbot):
     image, painted = stack
     before = widget.labels_layer().data.copy()
     widget.add_painted_slices()
     assert len(widget.support) == 2 and widget.support_list.count() == 2
     assert "slice 1" in widget.support[0].source
-    widget.segment("all")
+    run(widget, qtbot)
     out = widget.viewer.layers["cells universeg"]
     assert out.data.shape == image.shape
     assert tuple(out.scale) == (2.0, 0.5, 0.5) and tuple(out.translate) == (0, 10, 20)
@@ -60,11 +72,11 @@ def test_whole_workflow_on_a_synthetic_stack(widget, stack):
     assert not out.data.any()
 
 
-def test_predictor_choice_reaches_the_engine(widget, stack):
+def test_predictor_choice_reaches_the_engine(widget, stack, qtbot):
     image, painted = stack
     widget.add_painted_slices()
     widget.method.setCurrentText("pixels")
-    widget.segment("all")
+    run(widget, qtbot)
     out = widget.viewer.layers["cells universeg"].data
     assert widget.status.text().startswith("done (pixel classifier); expected Dice about ")
     truth = synthetic_stack(n_slices=8, size=64, seed=1)[1]
@@ -74,55 +86,57 @@ def test_predictor_choice_reaches_the_engine(widget, stack):
 
 
 @pytest.mark.slow
-def test_adapt_checkbox_reaches_the_engine(widget):
+def test_adapt_checkbox_reaches_the_engine(widget, qtbot):
     widget.add_painted_slices()
     widget.method.setCurrentText("universeg")
     widget.mode.setCurrentText("resize")
     widget.adapt_check.setChecked(True)
-    widget.segment("current")
-    seg = widget._get_segmenter()
+    run(widget, qtbot, "current")
+    seg = widget.session.segmenter(widget.device.currentText())
     assert len(seg._adapted) == 1 and next(iter(seg._adapted.values())) is not seg.model
     assert widget.status.text().startswith("done (whole image resized)")
 
 
-def test_unpainted_only_and_fill_the_painted_layer(widget, stack):
+def test_unpainted_only_and_fill_the_painted_layer(widget, stack, qtbot):
     image, painted = stack
     widget.add_painted_slices()
     widget.fill_painted_check.setChecked(True)
-    widget.segment("unpainted")
+    run(widget, qtbot, "unpainted")
     data = widget.labels_layer().data
     np.testing.assert_array_equal(data[[1, 5]], painted[[1, 5]])  # painted slices kept
     assert sum(data[z].any() for z in (0, 2, 3, 4, 6, 7)) >= 4
     assert "cells universeg" not in widget.viewer.layers
 
 
-def test_current_slice_accept_and_suggest(widget):
+def test_current_slice_accept_and_suggest(widget, qtbot):
     widget.add_painted_slices()
     widget.viewer.dims.set_point(0, 6.0)  # world z = 6 -> data slice 3 (scale 2)
     assert widget.current_index(widget.labels_layer()) == (3,)
-    widget.segment("current")
+    run(widget, qtbot, "current")
     out = widget.viewer.layers["cells universeg"]
     assert [z for z in range(8) if out.data[z].any()] == [3]
     out.data[3, :5, :5] = 1  # the user corrects the result
-    widget.accept_current_slice()
+    widget.accept_current_slice()  # starts a run of the rest
+    wait(widget, qtbot)
     assert len(widget.support) == 3 and widget.support[2].source.startswith("accepted")
-    widget.segment("all")
+    run(widget, qtbot)
     idx = widget.suggest_next_slice()
     assert idx is not None and idx not in [(1,), (5,), (3,)]
 
 
-def test_accept_segments_the_rest_nearest_first_and_keeps_the_users_corrections(widget, monkeypatch):
+def test_accept_segments_the_rest_nearest_first_and_keeps_the_users_corrections(widget, monkeypatch, qtbot):
     widget.add_painted_slices()
-    widget.segment("all")
+    run(widget, qtbot)
     out = widget.viewer.layers["cells universeg"]
     out.data[6] = 0  # a correction the user has not accepted yet
     out.data[3, :5, :5] = 2  # the correction to accept
     before = out.data.copy()
     order = []
-    write = W._write_slice
-    monkeypatch.setattr(W, "_write_slice", lambda layer, idx, values: order.append(idx) or write(layer, idx, values))
+    write = S.write_slice
+    monkeypatch.setattr(S, "write_slice", lambda layer, idx, values: order.append(idx) or write(layer, idx, values))
     widget.viewer.dims.set_point(0, 6.0)  # data slice 3
     widget.accept_current_slice()
+    wait(widget, qtbot)
     assert len(widget.support) == 3
     # every slice but the examples (1, 3, 5) and the corrected 6, nearest to slice 3 first
     assert order == [(2,), (4,), (0,), (7,)]
@@ -132,7 +146,6 @@ def test_accept_segments_the_rest_nearest_first_and_keeps_the_users_corrections(
 
 
 def test_background_worker_progress_and_cancel(widget, qtbot):
-    widget.synchronous = False
     widget.add_painted_slices()
     widget.segment("all")
     assert widget._worker is not None and not widget.run_all_btn.isEnabled()
@@ -148,12 +161,11 @@ def test_background_worker_progress_and_cancel(widget, qtbot):
 
 def test_the_output_layer_is_locked_during_a_run_so_undo_returns_to_a_state_the_user_had(widget, qtbot, messages):
     widget.add_painted_slices()
-    widget.segment("all")
+    run(widget, qtbot)
     out = widget.viewer.layers["cells universeg"]
     yy, xx = np.mgrid[:4, :4]
     out.data_setitem((np.full(16, 3), yy.ravel(), xx.ravel()), 2)  # a correction, one undo step
     corrected = out.data.copy()
-    widget.synchronous = False
     widget.threshold.setValue(0.3)  # a second run that writes something else
     widget.segment("all")
     out.mode = "paint"  # the user picks the brush during the run: refused
@@ -171,7 +183,6 @@ def test_the_output_layer_is_locked_during_a_run_so_undo_returns_to_a_state_the_
 
 
 def test_second_run_while_running_is_refused(widget, qtbot, messages):
-    widget.synchronous = False
     widget.add_painted_slices()
     widget.segment("all")
     widget.segment("all")
@@ -198,7 +209,6 @@ def test_bad_input_gives_notifications_and_loses_nothing(widget, messages):
 
 
 def test_removing_the_output_layer_during_a_run_cancels(widget, qtbot, messages):
-    widget.synchronous = False
     widget.add_painted_slices()
     widget.segment("all")
     widget.viewer.layers.remove("cells universeg")
@@ -228,7 +238,7 @@ def test_not_a_support_file(widget, tmp_path, messages):
     assert "not a napari-universeg support-set file" in messages[-1][1]
 
 
-def _run_on(widget, data, labels, rgb=False, channel=0):
+def _run_on(widget, qtbot, data, labels, rgb=False, channel=0):
     v = widget.viewer
     v.layers.clear()
     v.add_image(data, name="img", rgb=rgb)
@@ -238,35 +248,35 @@ def _run_on(widget, data, labels, rgb=False, channel=0):
     widget.channel_combo.setCurrentIndex(channel)
     widget.clear_support()
     widget.add_painted_slices()
-    widget.segment("all")
+    run(widget, qtbot)
     return v.layers["img universeg"].data
 
 
-def test_2d_image(widget):
+def test_2d_image(widget, qtbot):
     image, labels = synthetic_stack(n_slices=2, size=48)
-    out = _run_on(widget, image[0], labels[0].copy())
+    out = _run_on(widget, qtbot, image[0], labels[0].copy())
     assert out.shape == (48, 48) and out.any()
 
 
-def test_4d_image(widget):
+def test_4d_image(widget, qtbot):
     image, labels = synthetic_stack(n_slices=6, size=48)
     data, lab = image.reshape(2, 3, 48, 48), np.zeros((2, 3, 48, 48), np.uint8)
     lab[0, 1] = labels[1]
-    out = _run_on(widget, data, lab)
+    out = _run_on(widget, qtbot, data, lab)
     assert out.shape == (2, 3, 48, 48) and sum(out[i, j].any() for i in range(2) for j in range(3)) >= 4
 
 
-def test_rgb_image_with_a_channel(widget):
+def test_rgb_image_with_a_channel(widget, qtbot):
     image, labels = synthetic_stack(n_slices=3, size=48)
     rgb = (np.stack([image, image * 0.5, image * 0.2], -1) / image.max() * 255).astype(np.uint8)
     lab = np.zeros((3, 48, 48), np.uint8)
     lab[0] = labels[0]
-    out = _run_on(widget, rgb, lab, rgb=True, channel=2)  # combo entry "1 (green)"
+    out = _run_on(widget, qtbot, rgb, lab, rgb=True, channel=2)  # combo entry "1 (green)"
     assert out.shape == (3, 48, 48)
     np.testing.assert_array_equal(widget.support[0].image, rgb[0, ..., 1])  # the green channel, not luminance
 
 
-def test_multichannel_layer_from_channel_axis(widget):
+def test_multichannel_layer_from_channel_axis(widget, qtbot):
     image, labels = synthetic_stack(n_slices=3, size=48)
     widget.viewer.layers.clear()
     widget.viewer.add_image(np.stack([image, image[::-1]]), channel_axis=0, name=["nuclei", "other"])
@@ -275,11 +285,11 @@ def test_multichannel_layer_from_channel_axis(widget):
     widget.image_combo.setCurrentText("nuclei")
     widget.labels_combo.setCurrentText("lab")
     widget.add_painted_slices()
-    widget.segment("all")
+    run(widget, qtbot)
     assert widget.viewer.layers["nuclei universeg"].data.shape == (3, 48, 48)
 
 
-def test_dask_image_reads_only_needed_slices(widget):
+def test_dask_image_reads_only_needed_slices(widget, qtbot):
     da = pytest.importorskip("dask.array")
     image, labels = synthetic_stack(n_slices=4, size=48)
     read = []
@@ -300,7 +310,7 @@ def test_dask_image_reads_only_needed_slices(widget):
     widget.add_painted_slices()
     v.dims.set_point(0, 2)
     read.clear()  # napari itself reads the slice on display
-    widget.segment("current")
+    run(widget, qtbot, "current")
     assert set(read) <= {0, 2}  # the example's slice (for its tensors) and the current one only
     assert v.layers["img universeg"].data[2].any()
 
@@ -326,21 +336,23 @@ def _press(viewer, key):
     next(func for k, func in viewer.keymap.items() if str(k) == key)(viewer)
 
 
-def test_keyboard_shortcuts_and_live_mode(widget):
+def test_keyboard_shortcuts_and_live_mode(widget, qtbot):
     widget.viewer.dims.set_point(0, 2.0)  # slice 1 (painted)
     _press(widget.viewer, "Shift+A")
     assert len(widget.support) == 1
     widget.live_check.setChecked(True)
     widget.viewer.dims.set_point(0, 12.0)  # slice 6
+    widget._live_timer.stop()
     widget._live_timer.timeout.emit()  # the debounce timer firing
+    wait(widget, qtbot)
     out = widget.viewer.layers["cells universeg"]
     assert [z for z in range(8) if out.data[z].any()] == [6]
     _press(widget.viewer, "Shift+R")
+    wait(widget, qtbot)
     assert sum(out.data[z].any() for z in range(8)) >= 6
 
 
 def test_renaming_a_layer_or_closing_the_widget_during_a_run(widget, qtbot):
-    widget.synchronous = False
     widget.add_painted_slices()
     widget.segment("all")
     widget.image_layer().name = "renamed"  # the run holds the layers, not their names

@@ -1,0 +1,111 @@
+"""napari layer helpers of the dock widget (no Qt): the layers a run writes to, the slice on
+display, the checks on a chosen pair of layers, and the lock on a layer during a run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import numpy as np
+from napari.layers import Image, Labels
+
+from ._slicing import Index
+from .preprocess import label_dtype
+
+OUTPUT_SUFFIX = " universeg"  # the output layer of image "cells" is "cells universeg"
+
+
+def spatial_shape(image: Image) -> tuple[int, ...]:
+    """The image's shape without its colour axis (the shape of its labels)."""
+    return tuple(image.data.shape[:-1] if image.rgb else image.data.shape)
+
+
+def check_pair(image: Image | None, labels: Labels | None) -> tuple[Image, Labels]:
+    """The image and labels layers, checked to be there and of the same shape; a ValueError
+    with the message for the user otherwise."""
+    if image is None or labels is None:
+        raise ValueError("choose an image layer and a labels layer first")
+    spatial = spatial_shape(image)
+    if tuple(labels.data.shape) != spatial:
+        extra = " (paint on the image's slices, not on its colour axis)" if image.rgb or len(labels.data.shape) == len(spatial) + 1 else ""
+        raise ValueError(f"labels layer '{labels.name}' has shape {tuple(labels.data.shape)} but image '{image.name}' has {spatial}{extra}")
+    return image, labels
+
+
+def current_index(viewer, layer) -> Index:
+    """Leading (non-spatial) indices of the slice of ``layer`` the viewer shows."""
+    n_lead = layer.ndim - 2
+    if n_lead <= 0:
+        return ()
+    coords = layer.world_to_data(viewer.dims.point)
+    return tuple(int(np.clip(round(float(c)), 0, s - 1)) for c, s in zip(coords[:n_lead], layer.data.shape[:n_lead]))
+
+
+def show_slice(viewer, layer, index: Index) -> None:
+    """Move the viewer to slice ``index`` of ``layer``."""
+    if not index:
+        return
+    world = layer.data_to_world(list(index) + [0, 0])
+    for axis, value in enumerate(world[: len(index)]):
+        viewer.dims.set_point(axis + viewer.dims.ndim - layer.ndim, value)
+
+
+def output_layer(viewer, image: Image, max_label: int = 1, create: bool = True) -> Labels | None:
+    """The Labels layer "<image> universeg" that runs write to, aligned with the image; made
+    (dtype holding ``max_label``) if missing or of another shape, or None when not ``create``."""
+    name = image.name + OUTPUT_SUFFIX
+    shape = spatial_shape(image)
+    if name in viewer.layers:
+        layer = viewer.layers[name]
+        if isinstance(layer, Labels) and tuple(layer.data.shape) == shape:
+            return layer
+        name = f"{name} {len(viewer.layers)}"
+    if not create:
+        return None
+    n = len(shape)
+    return viewer.add_labels(np.zeros(shape, label_dtype(max_label)), name=name, scale=image.scale[:n], translate=image.translate[:n], opacity=0.6)
+
+
+def probability_layer(viewer, image: Image) -> Image:
+    """The hidden float32 Image layer "<image> universeg probability" (0..1), made if missing."""
+    name = f"{image.name}{OUTPUT_SUFFIX} probability"
+    shape = spatial_shape(image)
+    if name in viewer.layers and viewer.layers[name].data.shape == shape:
+        return viewer.layers[name]
+    n = len(shape)
+    return viewer.add_image(
+        np.zeros(shape, np.float32),
+        name=name,
+        scale=image.scale[:n],
+        translate=image.translate[:n],
+        colormap="magma",
+        contrast_limits=(0, 1),
+        visible=False,
+    )
+
+
+@contextmanager
+def run_lock(layer: Labels, refuse: Callable[[str], None]) -> Iterator[None]:
+    """No painting and no undo on ``layer`` inside: a stroke or an undo in the middle of a run
+    would mix its writes with the user's (one undo step per run). The layer stays in pan/zoom
+    mode; a change of mode, undo and redo call ``refuse(message)`` instead. Restored on exit."""
+    mode = layer.mode
+
+    def refused(*_args) -> None:
+        refuse(f"'{layer.name}' is locked while a run writes to it; paint or undo once it is done, or cancel it")
+
+    def keep_pan_zoom(event=None) -> None:
+        if layer.mode != "pan_zoom":
+            layer.mode = "pan_zoom"
+            refused()
+
+    layer.mode = "pan_zoom"
+    layer.events.mode.connect(keep_pan_zoom)
+    layer.undo = layer.redo = refused  # what Ctrl+Z / Ctrl+Shift+Z call
+    try:
+        yield
+    finally:
+        layer.events.mode.disconnect(keep_pan_zoom)
+        for name in ("undo", "redo"):
+            layer.__dict__.pop(name, None)
+        layer.mode = mode

@@ -1,0 +1,241 @@
+"""The annotation session behind the dock widget, free of Qt and napari.
+
+It owns what a user builds up while annotating: the support set, which slices a run segments and in
+what order, what the runs wrote (to spot the user's corrections and to suggest the next slice), the
+undo grouping of a run, and the segmenter. Layers are duck-typed: anything with ``.name``, ``.data``,
+``.data_setitem(indices, values)`` and ``.block_history()`` (a napari Labels layer) will do, and
+plain arrays where only data is needed. The widget moves data between napari and this object.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ._slicing import Index, SliceView, all_slices, painted_slices, read_slice
+from .options import PredictOptions
+from .suggest import expected_dice, next_slice
+from .support import Example, SupportSet
+
+WHICH = ("current", "all", "unpainted", "rest")  # what a run segments (AnnotationSession.slices_to_run)
+
+
+@dataclass
+class SliceResult:
+    """One segmented slice, addressed by its leading indices in the image."""
+
+    index: Index  # leading (non-spatial) indices of the slice, () for a 2D image
+    labels: np.ndarray  # (H, W) integer class labels, 0 = background
+    probability: np.ndarray  # (H, W) float32: probability of the chosen class
+    note: str = ""  # why the slice was left empty (a blank slice), naming ``index``
+    plan: object = None  # how the model saw the image (predict.Plan), None if unknown
+
+
+def digest(labels: np.ndarray) -> str:
+    """A short fingerprint of a label slice ((H, W) ints), to notice later edits."""
+    return hashlib.blake2b(np.ascontiguousarray(labels).data, digest_size=16).hexdigest()
+
+
+def write_slice(layer, index: Index, values: np.ndarray) -> None:
+    """Write ``values`` ((H, W) ints) into slice ``index`` of ``layer`` through ``data_setitem``,
+    so that the change is recorded for undo; cast to the layer's dtype."""
+    yy, xx = np.indices(values.shape)
+    indices = tuple(np.full(values.size, i) for i in index) + (yy.ravel(), xx.ravel())
+    layer.data_setitem(indices, values.ravel().astype(layer.data.dtype))
+
+
+def _where(index: Index) -> str:
+    return str(index if len(index) != 1 else index[0])
+
+
+class AnnotationSession:
+    """The support set and the bookkeeping of the runs of one annotation session.
+
+    ``support`` is one SupportSet for the whole session (cleared in place, never replaced), so views
+    may keep a reference to it. ``expected`` maps slice index -> expected Dice of its last result;
+    ``written`` maps (layer name, slice index) -> digest of what a run wrote there.
+    """
+
+    def __init__(self) -> None:
+        self.support = SupportSet()
+        self.expected: dict[Index, float] = {}
+        self.written: dict[tuple[str, Index], str] = {}
+        self.notes: list[str] = []  # blank slices of the current run
+        self.last_plan = None  # the plan of the current run's latest result (what "auto" chose)
+        self._segmenter = None
+        self._segmenter_device: str | None = None
+
+    # -- support set ------------------------------------------------------------------------
+    def add(
+        self,
+        image,
+        labels,
+        index: Index = (),
+        *,
+        image_name: str = "",
+        labels_name: str = "",
+        channel: int | None = None,
+    ) -> Example:
+        """Add slice ``index`` of ``image`` ((..., H, W) or RGB (..., H, W, C), numpy or dask) with
+        the same slice of ``labels`` ((..., H, W) ints, 0 = background) as an example.
+
+        The example's source names both layers and the slice; its meta records ``image_name`` and
+        the index (so runs and suggestions skip it). A ValueError "cannot add <source>: <why>"
+        if SupportSet.add refuses it; the support set is unchanged then.
+        """
+        where = f"{labels_name} / {image_name}" + (f", slice {_where(index)}" if index else "")
+        try:
+            return self.support.add(
+                read_slice(image, index),
+                read_slice(labels, index),
+                source=where,
+                channel=channel,
+                meta={"image": image_name, "index": list(index)},
+            )
+        except ValueError as e:
+            raise ValueError(f"cannot add {where}: {e}") from None
+
+    def load(self, path: str | Path) -> list[Example]:
+        """Append the examples of a support-set file (support.py); returns them, in order.
+
+        Every example goes through SupportSet.add's checks; all or none are added: a ValueError
+        (the file's or the first refused example's) leaves the support set unchanged.
+        """
+        staged = SupportSet()
+        for ex in SupportSet.load(path):
+            staged.add(ex.image, ex.mask, ex.source, enabled=ex.enabled, meta=ex.meta)
+        self.support.examples.extend(staged)
+        return list(staged)
+
+    def example_indices(self, image_name: str | None = None) -> set[Index]:
+        """Slice indices of the examples taken from image ``image_name`` (of any image if None)."""
+        return {tuple(ex.meta.get("index", ())) for ex in self.support if image_name is None or ex.meta.get("image") == image_name}
+
+    def check_ready(self) -> None:
+        """A ValueError saying why a run cannot start with these examples; nothing otherwise."""
+        if not self.support.enabled():
+            raise ValueError("no examples in the support set: paint a slice and click 'Add current slice'")
+        if not self.support.classes():
+            raise ValueError("every example is background only (empty masks): paint the objects on at least one example")
+
+    # -- run policy -------------------------------------------------------------------------
+    def slices_to_run(
+        self,
+        which: str,
+        shape: Sequence[int],
+        here: Index,
+        labels,
+        *,
+        rgb: bool = False,
+        output=None,
+        image_name: str = "",
+        fill_painted: bool = False,
+    ) -> list[Index]:
+        """The slices a run segments, nearest to ``here`` first (city-block distance, then index).
+
+        ``shape``: the image's shape ((..., H, W), or (..., H, W, C) with ``rgb``); ``labels``: the
+        painted (..., H, W) labels. ``which``: "current" (the slice ``here``), "all", "unpainted"
+        (no label in ``labels``) or "rest": every slice that is not an example of ``image_name`` and
+        that the user has not edited in ``output`` (a layer or None) since a run wrote it. With
+        ``fill_painted`` the run writes into ``labels``: its painted slices are dropped.
+        """
+        if which not in WHICH:
+            raise ValueError(f"which must be one of {WHICH}, not {which!r}")
+        slices = all_slices(shape, rgb)
+        if which == "current":
+            todo = [tuple(here)]
+        elif which == "unpainted":
+            painted = set(painted_slices(labels))
+            todo = [s for s in slices if s not in painted]
+        elif which == "rest":
+            examples = self.example_indices(image_name)
+            todo = [s for s in slices if s not in examples and (output is None or not self.edited(output, s))]
+        else:
+            todo = slices
+        if fill_painted:
+            painted = set(painted_slices(labels))
+            todo = [s for s in todo if s not in painted]
+        return sorted(todo, key=lambda s: (sum(abs(a - b) for a, b in zip(s, here)), s))
+
+    def edited(self, layer, index: Index) -> bool:
+        """True if slice ``index`` of ``layer`` differs from what the last run wrote there."""
+        written = self.written.get((layer.name, index))
+        return written is not None and digest(read_slice(layer.data, index)) != written
+
+    # -- running ----------------------------------------------------------------------------
+    @contextmanager
+    def undo_group(self, layer) -> Iterator[None]:
+        """``with session.undo_group(layer): ...``: every write inside is one undo step of ``layer``."""
+        with layer.block_history():
+            yield
+
+    def segmenter(self, device: str = "auto"):
+        """The predict.Segmenter with the default weights on ``device``, loaded once (imports torch)."""
+        from .predict import Segmenter
+
+        if self._segmenter is None or self._segmenter_device != device:
+            self._segmenter = Segmenter.from_weights("default", device=device)
+            self._segmenter_device = device
+        return self._segmenter
+
+    def predictions(
+        self,
+        image,
+        todo: Sequence[Index],
+        options: PredictOptions,
+        *,
+        channel: int | None = None,
+        device: str = "auto",
+        cancel: Callable[[], bool] | None = None,
+    ) -> Iterator[SliceResult]:
+        """Segment slices ``todo`` of ``image`` ((..., H, W) or (..., H, W, C), numpy or dask) with
+        the enabled examples as they are now; yields a SliceResult per slice as it is done.
+
+        The examples and slices are taken when this is called; the model is loaded and the slices
+        are read while iterating (in a worker thread). ``cancel`` is checked between batches.
+        """
+        support = SupportSet(self.support.enabled())
+        view = SliceView(image, todo)
+        self.notes, self.last_plan = [], None
+
+        def run() -> Iterator[SliceResult]:
+            seg = self.segmenter(device)
+            for pred in seg.iter_predict(support, view, options, channel=channel, cancel=cancel):
+                index = view.indices[pred.index]
+                note = pred.note.replace(f"slice {pred.index}", f"slice {_where(index)}", 1) if pred.note else ""
+                yield SliceResult(index, pred.labels, pred.probability, note, pred.plan)
+
+        return run()
+
+    def write(self, layer, result: SliceResult, fill_painted: bool = False) -> bool:
+        """Write a result into its slice of ``layer`` (undoable, see write_slice) and record its
+        digest, expected Dice, note and plan. With ``fill_painted`` a slice that has labels
+        (painted meanwhile) is kept and nothing is recorded; returns whether it was written."""
+        if fill_painted and read_slice(layer.data, result.index).any():
+            return False
+        write_slice(layer, result.index, result.labels)
+        self.written[layer.name, result.index] = digest(read_slice(layer.data, result.index))
+        self.expected[result.index] = expected_dice(result.labels, result.probability)
+        if result.note:
+            self.notes.append(result.note)
+        if result.plan is not None:
+            self.last_plan = result.plan
+        return True
+
+    def summary(self, cancelled: bool) -> str:
+        """The status line at the end of a run: what "auto" chose and how well it should do."""
+        if cancelled:
+            return "cancelled"
+        plan = self.last_plan
+        how = f" ({plan.describe()})" if plan is not None else ""
+        estimate = f"; {plan.estimate_message(len(self.support.enabled()))}" if plan is not None and plan.estimate is not None else ""
+        return f"done{how}{estimate}. Correct a slice and 'Accept slice as example' to improve the rest"
+
+    def suggest(self) -> Index | None:
+        """The segmented slice with the lowest expected Dice that is not an example (suggest.py)."""
+        return next_slice(self.expected, self.example_indices())
