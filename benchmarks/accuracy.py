@@ -2,7 +2,12 @@
 
     python benchmarks/accuracy.py [--data ../shared/evaldata] [--methods universeg,random-forest,otsu]
                                   [--predictor auto] [--weights default] [--sizes 1,4,16] [--seeds 0,1,2]
-                                  [--json out.json]
+                                  [--task classes|instances] [--json out.json]
+
+--task instances runs the data sets that have instance labels (instances/) with the methods
+universeg (instance mode), universeg-cc (connected components of its semantic output) and
+watershed (Otsu + distance-transform watershed) unless --methods says otherwise, and prints an
+AP@0.5 table and an aggregated-Jaccard table.
 
 "universeg" is the plugin with its default settings: --predictor auto lets it choose among
 UniverSeg, the pixel classifier and their blend; --predictor universeg is UniverSeg alone. The
@@ -29,7 +34,10 @@ DEFAULT_DATA = evaldata_dir()
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of evaluation sets")
-    parser.add_argument("--methods", default="universeg,random-forest,otsu", help="comma-separated")
+    parser.add_argument(
+        "--methods", help="comma-separated (default: universeg,random-forest,otsu; with --task instances universeg,universeg-cc,watershed)"
+    )
+    parser.add_argument("--task", default="classes", choices=("classes", "instances"))
     parser.add_argument("--weights", default="default", help="UniverSeg weights, as make_universeg_method takes them")
     parser.add_argument("--predictor", default="auto", choices=("auto", "universeg", "pixels", "blend"))
     parser.add_argument("--sizes", default="1,4,16", help="support sizes, comma-separated")
@@ -44,24 +52,43 @@ def _ints(text: str) -> tuple[int, ...]:
 
 
 def method_options(name: str, args: argparse.Namespace) -> dict:
-    return {"weights": args.weights, "method": args.predictor} if name == "universeg" else {}
+    if name == "universeg":
+        return {"weights": args.weights, "method": args.predictor, "task": args.task}
+    return {"weights": args.weights, "method": args.predictor} if name == "universeg-cc" else {}
+
+
+def tables(results: list[dict]) -> str:
+    """The comparison table; for instance results also one of the aggregated Jaccard index."""
+    text = comparison_table(results)
+    if results and results[0].get("task") == "instances":
+        aji = [{**r, "summary": {n: {"mean": v["aji"]} for n, v in r["summary"].items()}} for r in results]
+        text = f"AP@0.5:\n\n{text}\n\nAggregated Jaccard index:\n\n{comparison_table(aji)}"
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.table_from:
-        print(comparison_table([r for path in args.table_from for r in json.loads(path.read_text())]))
+        print(tables([r for path in args.table_from for r in json.loads(path.read_text())]))
         return 0
-    folders = sorted(p for p in args.data.iterdir() if (p / "images").is_dir()) if args.data.is_dir() else []
+    needed = "instances" if args.task == "instances" else "images"
+    folders = sorted(p for p in args.data.iterdir() if (p / needed).is_dir()) if args.data.is_dir() else []
     if not folders:
         print(f"no evaluation sets (folders with images/) under {args.data}", file=sys.stderr)
         return 1
     datasets = [load_dataset(folder) for folder in folders]
 
     methods = {}
-    for name in (m.strip() for m in args.methods.split(",") if m.strip()):
+    names = args.methods or ("universeg,universeg-cc,watershed" if args.task == "instances" else "universeg,random-forest,otsu")
+    for name in (m.strip() for m in names.split(",") if m.strip()):
         try:
-            label = f"plugin ({args.predictor})" if name == "universeg" else name
+            label = (
+                f"plugin ({args.predictor})"
+                if name == "universeg"
+                else f"plugin ({args.predictor}) + connected components"
+                if name == "universeg-cc"
+                else name
+            )
             methods[label] = get_method(name, **method_options(name, args))
         except Exception as error:  # e.g. missing weights or package: report and go on without it
             print(f"skipping method {name!r}: {type(error).__name__}: {error}", file=sys.stderr)
@@ -72,14 +99,14 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for dataset in datasets:
         for name, predict in methods.items():
-            result = run_protocol(dataset, predict, name, _ints(args.sizes), _ints(args.seeds), progress)
+            result = run_protocol(dataset, predict, name, _ints(args.sizes), _ints(args.seeds), progress, task=args.task)
             progress(f"{dataset.name} / {name}: done in {result['seconds']:.1f} s")
             results.append(result)
             if args.json:
                 args.json.write_text(json.dumps(results, indent=1))
 
     if results:
-        print(comparison_table(results))
+        print(tables(results))
     return 0 if results else 1
 
 

@@ -102,7 +102,7 @@ def test_run_protocol_structure(disks):
     messages = []
     result = run_protocol(disks, oracle, "oracle", (1, 16), (0, 1), progress=messages.append)
     json.dumps(result)  # JSON-serialisable as is
-    assert set(result) == {"dataset", "method", "summary", "runs", "seconds"}
+    assert set(result) == {"dataset", "method", "task", "metric", "summary", "runs", "seconds"} and result["metric"] == "Dice"
     assert result["dataset"] == "disks" and result["method"] == "oracle"
     assert result["summary"] == {
         "1": {"mean": 1.0, "std": 0.0, "worst": 1.0, "n_used": 1},

@@ -386,3 +386,42 @@ def test_docked_through_the_manifest_on_the_sample_with_the_recommended_qt(make_
     assert out[5].any() and not out[[0, 1, 2, 3, 4, 6]].any()
     assert widget.status.text().startswith("done (") and "expected Dice about" in widget.status.text()
     assert not [w for w in recwarn if "PyQt5" in str(w.message)]
+
+
+def test_instances_painted_object_by_object_are_guessed_segmented_corrected_and_accepted(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    image, objects = synthetic_stack(n_slices=6, size=96, seed=3, instances=True)
+    painted = np.zeros_like(objects)
+    painted[[0, 3]] = objects[[0, 3]]
+    viewer.add_image(image, name="nuclei")
+    viewer.add_labels(painted, name="objects")
+    w = W.UniverSegWidget(viewer)
+    w.image_combo.setCurrentText("nuclei")
+    w.labels_combo.setCurrentText("objects")
+    w.add_painted_slices()
+    assert w.task.currentText() == "instances" and "task: instances (guessed" in w.status.text()
+    w.method.setCurrentText("pixels")  # fast; the instance logic is the same for every predictor
+    w.mode.setCurrentText("resize")
+    run(w, qtbot, "all")
+    out = viewer.layers["nuclei universeg"]
+    ids = [set(np.unique(out.data[z])) - {0} for z in range(6)]
+    assert out.data.dtype == np.uint32 and all(ids[z] for z in (1, 2, 4, 5))
+    assert sum(len(s) for s in ids) == len(set().union(*ids))  # every object its own value in the stack
+    # correct one object of slice 2 (remove it) and accept the slice: the rest is segmented again
+    viewer.dims.set_point(0, 2.0)
+    removed = min(ids[2])
+    out.data[2][out.data[2] == removed] = 0
+    corrected = out.data.copy()
+    w.accept_current_slice()
+    wait(w, qtbot)
+    assert len(w.support) == 3 and w.support[2].source.startswith("accepted") and w.support.task == "instances"
+    np.testing.assert_array_equal(out.data[2], corrected[2])
+    ids = [set(np.unique(out.data[z])) - {0} for z in range(6)]
+    assert sum(len(s) for s in ids) == len(set().union(*ids)) and removed not in ids[2]
+    out.undo()  # the re-run after the accept is one undo step
+    np.testing.assert_array_equal(out.data, corrected)
+    # the user can say the values are classes after all: the guess no longer applies
+    w.task.setCurrentText("classes")
+    w.task.activated.emit(0)
+    w.add_current_slice()
+    assert w.support.task == "classes" and "task: classes (chosen" in w.status.text()

@@ -58,12 +58,19 @@ def output_layer(viewer, image: Image, max_label: int = 1, create: bool = True) 
     if name in viewer.layers:
         layer = viewer.layers[name]
         if isinstance(layer, Labels) and tuple(layer.data.shape) == shape:
-            return layer
+            return widened(layer, max_label)
         name = f"{name} {len(viewer.layers)}"
     if not create:
         return None
     n = len(shape)
     return viewer.add_labels(np.zeros(shape, label_dtype(max_label)), name=name, scale=image.scale[:n], translate=image.translate[:n], opacity=0.6)
+
+
+def widened(layer: Labels, max_label: int) -> Labels:
+    """``layer``, its data cast to a wider integer dtype (same values) if it cannot hold ``max_label``."""
+    if np.iinfo(layer.data.dtype).max < max_label:
+        layer.data = np.asarray(layer.data).astype(label_dtype(max_label))
+    return layer
 
 
 def probability_layer(viewer, image: Image) -> Image:

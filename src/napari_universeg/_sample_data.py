@@ -31,3 +31,11 @@ def synthetic_sample() -> list:
         (image, {"name": "synthetic nuclei", "scale": (2.0, 1.0, 1.0)}, "image"),
         (_painted(labels, PAINTED_SYNTHETIC), {"name": "synthetic nuclei painted", "scale": (2.0, 1.0, 1.0)}, "labels"),
     ]
+
+
+def synthetic_instances_sample() -> list:
+    image, labels = synthetic_stack(instances=True)
+    return [
+        (image, {"name": "synthetic nuclei", "scale": (2.0, 1.0, 1.0)}, "image"),
+        (_painted(labels, PAINTED_SYNTHETIC), {"name": "synthetic nuclei painted objects", "scale": (2.0, 1.0, 1.0)}, "labels"),
+    ]

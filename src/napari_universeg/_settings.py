@@ -6,9 +6,10 @@ from napari.layers import Image, Labels
 from qtpy.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QLineEdit, QSpinBox
 
 from ._layers import OUTPUT_SUFFIX
-from .options import DEVICES, MAX_ENSEMBLE, MAX_SUPPORT_SIZE, METHODS, MODES, PredictOptions, parse_int_list
+from .options import DEVICES, MAX_ENSEMBLE, MAX_SUPPORT_SIZE, METHODS, MODES, TASKS, PredictOptions, parse_int_list
 
 CONTROLS = (  # the attributes, also exposed by the widget
+    "task",
     "support_size",
     "ensemble",
     "threshold",
@@ -60,6 +61,12 @@ class SettingsBox(QGroupBox):
     def __init__(self) -> None:
         super().__init__("settings")
         defaults = PredictOptions()
+        self.task = QComboBox()
+        self.task.addItems(list(TASKS))
+        self.task.setToolTip(
+            "classes: each painted label value is a class; instances: each value is one object (paint each with a new label), "
+            "and every object of the result gets its own value. Guessed from your examples until you choose."
+        )
         self.support_size = QSpinBox(minimum=1, maximum=MAX_SUPPORT_SIZE, value=defaults.support_size)
         self.ensemble = QSpinBox(minimum=1, maximum=MAX_ENSEMBLE, value=defaults.ensemble)
         self.threshold = QDoubleSpinBox(minimum=0.01, maximum=0.99, singleStep=0.05, value=defaults.threshold)
@@ -82,6 +89,7 @@ class SettingsBox(QGroupBox):
         self.adapt_check.setToolTip("fine-tune a copy of UniverSeg for a few seconds on your examples before segmenting; one class at a time")
         form = QFormLayout(self)
         for label, w in (
+            ("task", self.task),
             ("max support size", self.support_size),
             ("ensemble", self.ensemble),
             ("threshold", self.threshold),
@@ -99,10 +107,11 @@ class SettingsBox(QGroupBox):
         """The settings as PredictOptions, validated; a ValueError naming a bad one."""
         text = self.classes.text().strip()
         options = PredictOptions(
+            task=self.task.currentText(),
             support_size=self.support_size.value(),
             ensemble=self.ensemble.value(),
             threshold=self.threshold.value(),
-            classes=parse_int_list(text, "classes") if text and text != "all" else None,
+            classes=parse_int_list(text, "classes") if text and text != "all" and self.task.currentText() == "classes" else None,
             mode=self.mode.currentText(),
             scale=self.scale.value() or None,
             method=self.method.currentText(),

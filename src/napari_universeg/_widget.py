@@ -62,8 +62,9 @@ class UniverSegWidget(QWidget):
         self.support_list = self.support_box.list
         layout.addWidget(self.support_box)
         self.settings = SettingsBox()
-        for name in CONTROLS:  # support_size, ensemble, ..., live_check, adapt_check
+        for name in CONTROLS:  # task, support_size, ensemble, ..., live_check, adapt_check
             setattr(self, name, getattr(self.settings, name))
+        self.task.activated.connect(lambda _: self.session.choose_task(self.task.currentText()))  # by the user only
         layout.addWidget(self.settings)
         row = QHBoxLayout()
         self.run_current_btn = button("Segment slice", lambda: self.segment("current"), row)
@@ -133,7 +134,7 @@ class UniverSegWidget(QWidget):
         if not read_slice(labels.data, idx).any():
             show_warning("UniverSeg: this slice has no painted labels; it was added as an all-background example")
         if self._add(image, labels, idx):
-            self.status.setText(f"{len(self.support)} example(s) in the support set")
+            self.status.setText(f"{len(self.support)} example(s) in the support set; {self._update_task()}")
 
     def add_painted_slices(self) -> None:
         """Add every slice of the chosen labels that has a label as an example."""
@@ -146,7 +147,7 @@ class UniverSegWidget(QWidget):
             show_error(f"UniverSeg: no painted slices in '{labels.name}': paint at least one slice first")
             return
         added = sum(self._add(image, labels, idx) for idx in found)
-        self.status.setText(f"added {added} painted slice(s); {len(self.support)} example(s) in the support set")
+        self.status.setText(f"added {added} painted slice(s); {len(self.support)} example(s) in the support set; {self._update_task()}")
 
     def accept_current_slice(self) -> None:
         """Add the current slice of the output layer (corrected by the user) as an example, then
@@ -184,7 +185,12 @@ class UniverSegWidget(QWidget):
             return
         for ex in loaded:
             self.support_box.add_item(ex)
-        self.status.setText(f"loaded {len(loaded)} example(s) from {Path(path).name}")
+        self.status.setText(f"loaded {len(loaded)} example(s) from {Path(path).name}; {self._update_task()}")
+
+    def _update_task(self) -> str:
+        text = self.session.update_task()
+        self.task.setCurrentText(self.support.task)
+        return text
 
     def _import_reader_layers(self, event) -> None:
         """Support-set files opened by drag and drop arrive as layers; take their examples."""
@@ -221,7 +227,8 @@ class UniverSegWidget(QWidget):
         if not todo:
             show_info("UniverSeg: every slice is painted already: nothing to segment")
             return
-        target = labels if fill_painted else _layers.output_layer(self.viewer, image, max(self.support.classes()))
+        max_label = 2**31 - 1 if options.task == "instances" else max(self.support.classes())  # object ids keep growing
+        target = _layers.widened(labels, max_label) if fill_painted else _layers.output_layer(self.viewer, image, max_label)
         self._output_layer_ref = target
         prob_layer = _layers.probability_layer(self.viewer, image) if self.probability_check.isChecked() else None
         self._cancel = False

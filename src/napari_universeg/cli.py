@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .options import MAX_SUPPORT_SIZE, METHODS, MODES, PRECISIONS, PredictOptions, parse_int_list
+from .options import MAX_SUPPORT_SIZE, METHODS, MODES, PRECISIONS, TASKS, PredictOptions, parse_int_list
 
 DEFAULTS = PredictOptions()
 
@@ -72,6 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--classes", type=_int_list, help="label values to segment, e.g. 1,2 (default: all in the masks)")
     s.add_argument("--channel", type=int, help="channel of RGB/multichannel images to use (default: luminance)")
     s.add_argument("--probabilities", metavar="FILE", help="also write the probability map (float32 TIFF)")
+    s.add_argument(
+        "--task",
+        choices=TASKS,
+        help="classes: each mask value is a class; instances: each value is one object, and the output has one value per object, "
+        "unique in each output file (default: what the support-set file says, else guessed from the masks)",
+    )
     _add_model_options(s)
     _add_predict_options(s)
 
@@ -79,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("dataset", help="folder in the evaldata layout")
     e.add_argument("--support-sizes", type=_int_list, default=[1, 4, 16])
     e.add_argument("--seeds", type=_int_list, default=[0, 1, 2])
-    e.add_argument("--method", default="universeg", help="universeg, random-forest or otsu")
+    e.add_argument("--method", default="universeg", help="universeg, random-forest or otsu; for --task instances also universeg-cc or watershed")
+    e.add_argument("--task", choices=TASKS, default="classes", help="instances: score AP@0.5 and AJI against the data set's instances/ labels")
     e.add_argument("--json", metavar="PATH", help="write the results as JSON")
     _add_model_options(e)
     _add_predict_options(e)
@@ -97,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _predict_options(args):
     return PredictOptions(
+        task=getattr(args, "task", None) or "classes",
         support_size=args.support_size,
         ensemble=args.ensemble,
         threshold=getattr(args, "threshold", 0.5),
@@ -132,10 +140,13 @@ def _load_support(args):
 def _segment(args) -> None:
     from tqdm import tqdm
 
+    from .instances import guess_task, offset_ids
     from .io import as_slices, list_images, read_image, write_labels
     from .predict import Segmenter
+    from .preprocess import label_dtype
 
     options = _predict_options(args)
+    options.classes = None if args.task == "instances" else options.classes
     options.validate()
     src = Path(args.input)
     if src.is_dir():
@@ -153,23 +164,36 @@ def _segment(args) -> None:
     saved = [Path(args.save_support)] if args.save_support else []
     _check_outputs([dst for _, dst in jobs] + prob_paths + saved, inputs)
     support = _load_support(args)
+    if args.task is None:
+        options.task = support.task if args.support_set else guess_task([ex.mask for ex in support])
+        options.validate()
+        print(
+            f"task: {options.task} ({'from ' + args.support_set if args.support_set else 'guessed from the masks; set --task to change'})",
+            file=sys.stderr,
+        )
     seg = Segmenter.from_weights(args.weights, args.device, args.precision, allow_download=args.download_official)
     stacks = [(f, dst, as_slices(read_image(f), what=str(f))) for f, dst in jobs]
     total = sum(len(s) for _, _, s in stacks)
     reported = None
     with tqdm(total=total, unit="slice", desc="segmenting", file=sys.stderr) as bar:
         for f, dst, slices in stacks:
-            labels, probs = [], []
+            labels, probs, next_id = [], [], 1
             for pred in _naming(f, seg.iter_predict(support, slices, options, channel=args.channel)):
                 if pred.plan is not reported and pred.plan.estimate is not None:
                     reported = pred.plan
                     bar.write(f"{pred.plan.describe()}: {pred.plan.estimate_message(len(support.enabled()))}", file=sys.stderr)
                 if pred.note:
                     bar.write(f"warning: {f}: {pred.note}", file=sys.stderr)
-                labels.append(pred.labels)
+                if options.task == "instances":  # one value per object in the whole file
+                    objects, next_id = offset_ids(pred.labels, next_id)
+                    labels.append(objects)
+                else:
+                    labels.append(pred.labels)
                 probs.append(pred.probability)
                 bar.update(1)
             squeeze = len(slices) == 1
+            if options.task == "instances":
+                labels = [lab.astype(label_dtype(max(next_id - 1, 1))) for lab in labels]
             write_labels(dst, labels[0] if squeeze else np.stack(labels))
             if args.probabilities:
                 write_labels(_probability_path(args.probabilities, f, len(stacks)), probs[0] if squeeze else np.stack(probs))
@@ -215,6 +239,7 @@ def _evaluate(args) -> None:
         o = _predict_options(args)
         method = get_method(
             "universeg",
+            task=args.task,
             weights=args.weights,
             device=args.device,
             precision=args.precision,
@@ -235,7 +260,11 @@ def _evaluate(args) -> None:
         support_sizes=tuple(args.support_sizes),
         seeds=tuple(args.seeds),
         progress=lambda msg: print(msg, file=sys.stderr),
+        task=args.task,
     )
+    if args.task == "instances":
+        print("AP@0.5 (mean ± std over seeds, worst seed); aggregated Jaccard index per support size:", file=sys.stderr)
+        print(", ".join(f"N={n}: AJI {v['aji']:.3f}" for n, v in result["summary"].items()), file=sys.stderr)
     print(format_table([result]))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))

@@ -11,6 +11,10 @@ comparable across methods:
 4. Dice per query (1 when prediction and truth are both empty), mean over queries, then mean and
    standard deviation (ddof=0) over seeds.
 
+With ``task="instances"`` the masks are the instance label images of ``instances/NNN.tif``, the
+methods return one label per object, and the scores are AP at IoU 0.5 (the summary's "mean") and
+the aggregated Jaccard index ("aji"), besides the Dice of the foreground ("dice").
+
 Only numpy is imported here; image readers and methods are imported when used.
 """
 
@@ -25,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from .metrics import PredictFn, dice
+from .metrics import PredictFn, aggregated_jaccard, average_precision, dice
 
 EVALDATA_ENV = "NAPARI_UNIVERSEG_EVALDATA"
 
@@ -68,6 +72,18 @@ class EvalDataset:
         if image.ndim != 2:
             raise ValueError(f"{path}: expected a 2D grey image, got shape {image.shape}")
         return image
+
+    def instances(self, id: str) -> np.ndarray:
+        """The instance labels of ``instances/<id>.tif`` as a 2D int64 array (0 = background)."""
+        from .io import read_image
+
+        path = self.root / "instances" / f"{id}.tif"
+        if not path.is_file():
+            raise ValueError(f"{self.root}: no instance labels instances/{id}.tif (this data set has no instances)")
+        labels = np.squeeze(read_image(path))
+        if labels.ndim != 2:
+            raise ValueError(f"{path}: expected 2D instance labels, got shape {labels.shape}")
+        return labels.astype(np.int64)
 
     def mask(self, id: str) -> np.ndarray:
         """The mask as a 2D uint8 array of 0/1."""
@@ -119,30 +135,35 @@ def run_protocol(
     support_sizes: Sequence[int] = (1, 4, 16),
     seeds: Sequence[int] = (0, 1, 2),
     progress: Callable[[str], None] | None = None,
+    task: str = "classes",
 ) -> dict:
     """Run the standard protocol of one method on one data set; the result is JSON-serialisable."""
     start = time.perf_counter()
-    load = _pair_loader(dataset)
+    load = _pair_loader(dataset, task)
     runs = []
     summary = {}
     for size in support_sizes:
         size_runs = []
         for seed in seeds:
-            run = _run_once(dataset, predict, method, load, size, seed)
+            run = _run_once(dataset, predict, method, load, size, seed, task)
             size_runs.append(run)
             if progress is not None:
+                scores = f"AP@0.5 {run['mean_ap50']:.3f}, AJI {run['mean_aji']:.3f}, " if task == "instances" else ""
                 progress(
                     f"{dataset.name} / {method} N={size} (used {run['n_used']}) seed={seed}: "
-                    f"Dice {run['mean_dice']:.3f} in {run['seconds']:.1f} s"
+                    f"{scores}Dice {run['mean_dice']:.3f} in {run['seconds']:.1f} s"
                     + (f" ({run['plan']}, estimate {run['estimate']:.3f})" if run["estimate"] is not None else "")
                 )
-        means = [run["mean_dice"] for run in size_runs]
+        means = [run["mean_ap50" if task == "instances" else "mean_dice"] for run in size_runs]
         summary[str(size)] = {
             "mean": float(np.mean(means)),
             "std": float(np.std(means)),
             "worst": float(np.min(means)),
             "n_used": size_runs[0]["n_used"],
         }
+        if task == "instances":
+            summary[str(size)]["aji"] = float(np.mean([run["mean_aji"] for run in size_runs]))
+            summary[str(size)]["dice"] = float(np.mean([run["mean_dice"] for run in size_runs]))
         estimates = [run["estimate"] for run in size_runs if run["estimate"] is not None]
         if estimates:
             summary[str(size)]["estimate"] = float(np.mean(estimates))
@@ -150,19 +171,22 @@ def run_protocol(
     return {
         "dataset": dataset.name,
         "method": method,
+        "task": task,
+        "metric": "AP@0.5" if task == "instances" else "Dice",
         "summary": summary,
         "runs": runs,
         "seconds": time.perf_counter() - start,
     }
 
 
-def _pair_loader(dataset: EvalDataset) -> Callable[[str], tuple[np.ndarray, np.ndarray]]:
-    """Read each (image, mask) pair once and keep it for the other runs of the call."""
+def _pair_loader(dataset: EvalDataset, task: str = "classes") -> Callable[[str], tuple[np.ndarray, np.ndarray]]:
+    """Read each (image, mask) pair once and keep it for the other runs of the call; the masks are
+    the instance labels for task "instances"."""
     cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def load(id: str) -> tuple[np.ndarray, np.ndarray]:
         if id not in cache:
-            image, mask = dataset.image(id), dataset.mask(id)
+            image, mask = dataset.image(id), (dataset.instances(id) if task == "instances" else dataset.mask(id))
             if image.shape != mask.shape:
                 raise ValueError(
                     f"{dataset.mask_path(id)}: mask shape {mask.shape} differs from image shape {image.shape} of {dataset.image_path(id)}"
@@ -180,6 +204,7 @@ def _run_once(
     load: Callable[[str], tuple[np.ndarray, np.ndarray]],
     size: int,
     seed: int,
+    task: str = "classes",
 ) -> dict:
     support_ids, query_ids, n_used = protocol_split(dataset.ids, size, seed)
     support = [load(i) for i in support_ids]
@@ -189,14 +214,17 @@ def _run_once(
     seconds = time.perf_counter() - start
     if len(preds) != len(query_ids):
         raise ValueError(f"method {method!r} returned {len(preds)} masks for {len(query_ids)} queries ({dataset.name}, N={size}, seed={seed})")
-    scores = {}
+    scores, ap50, aji = {}, {}, {}
     for query_id, pred, (image, mask) in zip(query_ids, preds, queries):
         pred = np.asarray(pred)
         if pred.shape != image.shape:
             raise ValueError(
                 f"method {method!r} returned a mask of shape {pred.shape} for query {query_id} of {dataset.name}, whose image is {image.shape}"
             )
-        scores[query_id] = dice(pred, mask)
+        scores[query_id] = dice(pred > 0, mask > 0)
+        if task == "instances":
+            ap50[query_id] = average_precision(pred, mask, 0.5)
+            aji[query_id] = aggregated_jaccard(pred, mask)
     plan = getattr(predict, "plan", None)  # methods that choose a plan say which, and their estimate
     return {
         "support_size": size,
@@ -205,6 +233,16 @@ def _run_once(
         "support_ids": support_ids,
         "dice_per_query": scores,
         "mean_dice": float(np.mean(list(scores.values()))),
+        **(
+            {
+                "ap50_per_query": ap50,
+                "aji_per_query": aji,
+                "mean_ap50": float(np.mean(list(ap50.values()))),
+                "mean_aji": float(np.mean(list(aji.values()))),
+            }
+            if task == "instances"
+            else {}
+        ),
         "estimate": getattr(plan, "estimate", None),
         "plan": plan.describe() if plan is not None else None,
         "seconds": seconds,
@@ -273,15 +311,31 @@ def _random_forest(**options: Any) -> PredictFn:
     return random_forest_method(**options)
 
 
+def _universeg_cc(**options: Any) -> PredictFn:
+    from .baselines import connected_components
+
+    return connected_components(_universeg(**{**options, "task": "classes"}))
+
+
+def _watershed(**options: Any) -> PredictFn:
+    from .baselines import watershed_method
+
+    return watershed_method(**options)
+
+
 METHODS: dict[str, Callable[..., PredictFn]] = {
     "universeg": _universeg,
     "random-forest": _random_forest,
     "otsu": _otsu,
+    # instance baselines (task "instances")
+    "universeg-cc": _universeg_cc,
+    "watershed": _watershed,
 }
 
 
 def get_method(name: str, **options: Any) -> PredictFn:
-    """Build a registered method ("universeg", "random-forest", "otsu") with its options."""
+    """Build a registered method ("universeg", "random-forest", "otsu"; for instances also
+    "universeg-cc" and "watershed") with its options."""
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; known methods: {', '.join(METHODS)}")
     return METHODS[name](**options)

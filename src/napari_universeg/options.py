@@ -12,6 +12,7 @@ PRECISIONS = ("auto", "bf16", "fp32")  # device.py
 DEVICES = ("auto", "cpu", "cuda", "mps")  # device.py
 MAX_SUPPORT_SIZE = 256  # support items per forward pass: memory grows with it
 MAX_ENSEMBLE = 16  # support subsets averaged; time grows with it
+TASKS = ("classes", "instances")  # what painted label values mean: one class each, or one object each (instances.py)
 
 
 @dataclass
@@ -31,11 +32,20 @@ class PredictOptions:
     # chosen by leave-one-out on the examples when mode is "auto", else "universeg".
     method: str = "auto"
     adapt: bool = False  # fine-tune a copy of the model on the examples first (adapt.py)
+    # "classes": each label value is a class; "instances": each value one object of one class,
+    # and the result has one value per object (instances.py)
+    task: str = "classes"
     seed: int = 0
     max_items: int = 96  # queries x support items per forward pass (bounds memory)
 
     def validate(self) -> None:
         """A ValueError naming the first field out of range; nothing otherwise."""
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, not {self.task!r}")
+        if self.task == "instances" and self.classes:
+            raise ValueError("instances are objects of one class: leave classes empty")
+        if self.task == "instances" and self.adapt:
+            raise ValueError("adaptation works on one class; instances use two (object cores and rims)")
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {self.mode!r}")
         if self.method not in ("auto", *METHODS):

@@ -10,6 +10,8 @@ leave-one-out on the examples (choice.py); "tiled" without a scale takes it from
 objects in the support masks (``choose_plan``).
 
 Labels 1..C become C binary tasks; each pixel gets the most probable class above the threshold.
+With ``task="instances"`` the painted objects give two tasks, their union and their cores
+(instances.py), and each slice's result is one label per object, 1..K.
 Support ensembling averages probabilities over K random subsets of at most S examples.
 """
 
@@ -37,6 +39,7 @@ from .choice import (
     validated_plan,
 )
 from .device import autocast_dtype, pick_device, tune_malloc
+from .instances import CORE, MIN_SEED_SHARE, core_areas, core_rim_task, instances_from_probs
 from .model import UniverSeg
 from .options import METHODS, MODES, PredictOptions
 from .pixel_classifier import FeatureCache
@@ -56,8 +59,8 @@ class SlicePrediction:
     """The result for one slice: labels, the probability of the chosen class, and the plan used."""
 
     index: int
-    labels: np.ndarray  # (H, W) uint16/uint8 class labels
-    probability: np.ndarray  # (H, W) float32: probability of the chosen class (max over classes)
+    labels: np.ndarray  # (H, W) uint16/uint8 class labels; int32 objects 1..K with task "instances"
+    probability: np.ndarray  # (H, W) float32: probability of the chosen class (max over classes; instances: of any object)
     plan: Plan | None = None  # how the model saw the image (what "auto" chose)
     note: str = ""  # why the slice was left empty (a blank slice), for the user
 
@@ -229,6 +232,9 @@ class Segmenter:
         options.validate()
         if not support.enabled():
             raise ValueError("the support set has no (enabled) examples: add at least one labelled example")
+        if options.task == "instances":
+            yield from self._iter_instances(support, images, options, indices, channel, cancel)
+            return
         classes = self._classes(support, options)
         indices = list(range(len(images))) if indices is None else list(indices)
         if not indices:
@@ -264,6 +270,14 @@ class Segmenter:
         return np.zeros(im.shape, np.float32)
 
     def _predict_with(self, plan: Plan, examples, classes, options, indices, read, cancel, blank) -> Iterator[SlicePrediction]:
+        for i, image, p in self._probs_with(plan, examples, classes, options, indices, read, cancel):
+            if i in blank:
+                yield SlicePrediction(i, np.zeros(image.shape, label_dtype(max(classes))), np.zeros(image.shape, np.float32), plan, blank[i])
+                continue
+            yield self._combine(i, p, classes, options.threshold, plan)
+
+    def _probs_with(self, plan: Plan, examples, classes, options, indices, read, cancel) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """(index, image, (C, H, W) float32 probabilities) per query slice, by the plan's method."""
         if plan.uses_universeg:
             model = self.adapted_model(examples, classes, plan, options, cancel) if options.adapt else self.model
             if model is None:  # cancelled while adapting
@@ -272,13 +286,42 @@ class Segmenter:
         else:
             probs = ((i, read(i), None) for i in indices if cancel is None or not cancel())
         for i, image, p in probs:
-            if i in blank:
-                yield SlicePrediction(i, np.zeros(image.shape, label_dtype(max(classes))), np.zeros(image.shape, np.float32), plan, blank[i])
-                continue
             if plan.uses_classifier:
                 q = classifier_probs(plan.classifier, image, classes, self.features)
                 p = q if p is None else (p + q) / 2
-            yield self._combine(i, p, classes, options.threshold, plan)
+            yield i, image, p
+
+    def _iter_instances(self, support, images, options, indices, channel, cancel) -> Iterator[SlicePrediction]:
+        """Task "instances": the foreground (every painted object) is segmented as one class with the
+        plan chosen for it, the objects' cores (instances.py) as another with the same view; the cores
+        seed a watershed over the foreground. Each slice's objects are numbered 1..K."""
+        examples = support.enabled()
+        fg = [Example(ex.image, (ex.mask > 0).astype(np.int32), ex.source, True, ex.meta) for ex in examples]
+        cores = [Example(ex.image, (core_rim_task(ex.mask) == CORE).astype(np.int32), ex.source, True, ex.meta) for ex in examples]
+        min_seed = max(1, int(MIN_SEED_SHARE * min((a for ex in examples for a in core_areas(ex.mask)), default=0)))
+        indices = list(range(len(images))) if indices is None else list(indices)
+        if not indices:
+            return
+        blank: dict[int, str] = {}
+
+        def read(i: int) -> np.ndarray:
+            return self._read_query(images, i, channel, blank)
+
+        fg_options = replace(options, task="classes", classes=None)
+        plan = self.plan(SupportSet(fg), read(indices[0]).shape, fg_options, cancel, provisional=False)
+        if plan is None:
+            return
+        core_plan = replace(plan, provisional=False)
+        if plan.uses_classifier:
+            core_plan.classifier = fit_classifier(cores, [1], self.features, options.seed)
+        fg_probs = self._probs_with(plan, fg, [1], fg_options, indices, read, cancel)
+        core_probs = self._probs_with(core_plan, cores, [1], fg_options, indices, read, cancel)
+        for (i, image, p_fg), (_, _, p_core) in zip(fg_probs, core_probs):
+            if i in blank:
+                yield SlicePrediction(i, np.zeros(image.shape, np.int32), np.zeros(image.shape, np.float32), plan, blank[i])
+                continue
+            labels = instances_from_probs(p_fg[0], p_core[0], options.threshold, min_seed)
+            yield SlicePrediction(i, labels, p_fg[0].astype(np.float32), plan)
 
     @staticmethod
     def _classes(support: SupportSet, options: PredictOptions) -> list[int]:
@@ -507,11 +550,12 @@ def make_universeg_method(
     def predict(support_images, support_masks, query_images):
         seg.forget_plans()  # each call is a task of its own
         support = SupportSet()
+        instances = opts.task == "instances"  # masks and results are instance labels
         for i, (im, m) in enumerate(zip(support_images, support_masks)):
-            support.add(im, (m > 0).astype(np.uint8), source=f"support {i}")
+            support.add(im, m if instances else (m > 0).astype(np.uint8), source=f"support {i}")
         preds = list(seg.iter_predict(support, query_images, opts))
         predict.plan = preds[0].plan if preds else None
-        return [p.labels > 0 for p in preds]
+        return [p.labels if instances else p.labels > 0 for p in preds]
 
     predict.plan = None
     return predict

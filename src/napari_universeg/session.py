@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ._slicing import Index, SliceView, all_slices, painted_slices, read_slice
+from .instances import guess_task, offset_ids
 from .options import PredictOptions
 from .suggest import expected_dice, next_slice
 from .support import Example, SupportSet
@@ -30,10 +31,11 @@ class SliceResult:
     """One segmented slice, addressed by its leading indices in the image."""
 
     index: Index  # leading (non-spatial) indices of the slice, () for a 2D image
-    labels: np.ndarray  # (H, W) integer class labels, 0 = background
+    labels: np.ndarray  # (H, W) integer class labels (objects 1..K with ``objects``), 0 = background
     probability: np.ndarray  # (H, W) float32: probability of the chosen class
     note: str = ""  # why the slice was left empty (a blank slice), naming ``index``
     plan: object = None  # how the model saw the image (predict.Plan), None if unknown
+    objects: bool = False  # task "instances": labels are objects, renumbered when written
 
 
 def digest(labels: np.ndarray) -> str:
@@ -67,6 +69,8 @@ class AnnotationSession:
         self.written: dict[tuple[str, Index], str] = {}
         self.notes: list[str] = []  # blank slices of the current run
         self.last_plan = None  # the plan of the current run's latest result (what "auto" chose)
+        self.task_chosen = False  # the user set the task: it is no longer guessed from the examples
+        self._next_id: dict[str, int] = {}  # layer name -> first free object id in the current run
         self._segmenter = None
         self._segmenter_device: str | None = None
 
@@ -106,11 +110,25 @@ class AnnotationSession:
         Every example goes through SupportSet.add's checks; all or none are added: a ValueError
         (the file's or the first refused example's) leaves the support set unchanged.
         """
-        staged = SupportSet()
-        for ex in SupportSet.load(path):
+        loaded, staged = SupportSet.load(path), SupportSet()
+        for ex in loaded:
             staged.add(ex.image, ex.mask, ex.source, enabled=ex.enabled, meta=ex.meta)
+        if not len(self.support):  # a set started from a file keeps the file's task
+            self.support.task, self.task_chosen = loaded.task, True
         self.support.examples.extend(staged)
         return list(staged)
+
+    def choose_task(self, task: str) -> None:
+        """The user's choice of task ("classes" or "instances"); it is no longer guessed."""
+        self.support.task, self.task_chosen = task, True
+
+    def update_task(self) -> str:
+        """Unless the user chose it, guess the task from the enabled examples (instances.guess_task:
+        many values, each one compact blob, are objects); returns the task, in words for the user."""
+        if not self.task_chosen:
+            self.support.task = guess_task([ex.mask for ex in self.support.enabled()])
+        how = "chosen" if self.task_chosen else "guessed"
+        return f"task: {self.support.task} ({how}; {'each painted value is one object' if self.support.task == 'instances' else 'each value is a class'})"
 
     def example_indices(self, image_name: str | None = None) -> set[Index]:
         """Slice indices of the examples taken from image ``image_name`` (of any image if None)."""
@@ -199,28 +217,32 @@ class AnnotationSession:
         The examples and slices are taken when this is called; the model is loaded and the slices
         are read while iterating (in a worker thread). ``cancel`` is checked between batches.
         """
-        support = SupportSet(self.support.enabled())
+        support = SupportSet(self.support.enabled(), task=self.support.task)
         view = SliceView(image, todo)
-        self.notes, self.last_plan = [], None
+        self.notes, self.last_plan, self._next_id = [], None, {}
 
         def run() -> Iterator[SliceResult]:
             seg = self.segmenter(device)
             for pred in seg.iter_predict(support, view, options, channel=channel, cancel=cancel):
                 index = view.indices[pred.index]
                 note = pred.note.replace(f"slice {pred.index}", f"slice {_where(index)}", 1) if pred.note else ""
-                yield SliceResult(index, pred.labels, pred.probability, note, pred.plan)
+                yield SliceResult(index, pred.labels, pred.probability, note, pred.plan, objects=options.task == "instances")
 
         return run()
 
     def write(self, layer, result: SliceResult, fill_painted: bool = False) -> bool:
         """Write a result into its slice of ``layer`` (undoable, see write_slice) and record its
-        digest, expected Dice, note and plan. With ``fill_painted`` a slice that has labels
+        digest, expected Dice, note and plan. Objects get ids no other label of the layer has. With ``fill_painted`` a slice that has labels
         (painted meanwhile) is kept and nothing is recorded; returns whether it was written."""
         if fill_painted and read_slice(layer.data, result.index).any():
             return False
-        write_slice(layer, result.index, result.labels)
+        labels = result.labels
+        if result.objects:  # ids unique in the layer: above every label it held when the run began
+            first = self._next_id.get(layer.name) or int(np.max(layer.data)) + 1
+            labels, self._next_id[layer.name] = offset_ids(labels, first)
+        write_slice(layer, result.index, labels)
         self.written[layer.name, result.index] = digest(read_slice(layer.data, result.index))
-        self.expected[result.index] = expected_dice(result.labels, result.probability)
+        self.expected[result.index] = expected_dice(labels, result.probability)
         if result.note:
             self.notes.append(result.note)
         if result.plan is not None:

@@ -1,7 +1,8 @@
 """The support set: ordered (image, label mask) examples, and its file format.
 
 File format (shared by the GUI and the CLI): one compressed ``.npz`` holding ``image_<i>`` and
-``mask_<i>`` arrays plus ``metadata``, a JSON string. It is read with ``allow_pickle=False``, so
+``mask_<i>`` arrays plus ``metadata``, a JSON string (the examples' sources, switches and meta, and
+the task: "classes" or "instances", options.TASKS). It is read with ``allow_pickle=False``, so
 opening a file never executes code from it.
 """
 
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .options import TASKS
 from .preprocess import check_declared_size, check_image, check_mask, label_dtype, to_grey
 
 FORMAT = "napari-universeg-support"
@@ -39,9 +41,14 @@ class Example:
 
 class SupportSet:
     """Ordered examples: (H, W) float images with (H, W) int32 label masks (0 = background),
-    each with its source, an enabled flag and metadata; saved as one .npz (module docstring)."""
+    each with its source, an enabled flag and metadata; saved as one .npz (module docstring).
+    ``task`` says what the label values mean: "classes" (each value a class) or "instances" (each
+    value one object)."""
 
-    def __init__(self, examples: list[Example] | None = None):
+    def __init__(self, examples: list[Example] | None = None, task: str = "classes"):
+        if task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, not {task!r}")
+        self.task = task
         self.examples: list[Example] = []
         for ex in examples or []:
             self.add(ex.image, ex.mask, ex.source, enabled=ex.enabled, meta=ex.meta)
@@ -105,7 +112,7 @@ class SupportSet:
             arrays[f"image_{i}"] = ex.image
             arrays[f"mask_{i}"] = ex.mask.astype(label_dtype(ex.mask.max(initial=0)))
             items.append({"source": ex.source, "enabled": ex.enabled, "meta": ex.meta})
-        metadata = {"format": FORMAT, "version": VERSION, "examples": items}
+        metadata = {"format": FORMAT, "version": VERSION, "task": self.task, "examples": items}
         arrays["metadata"] = np.array(json.dumps(metadata))
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp.npz")
@@ -127,7 +134,8 @@ class SupportSet:
             with np.load(path, allow_pickle=False) as data:
                 if "metadata" not in data.files:
                     raise ValueError(f"{path} is not a napari-universeg support-set file (no metadata)")
-                items = _check_metadata(json.loads(str(data["metadata"])), path)
+                metadata = json.loads(str(data["metadata"]))
+                items = _check_metadata(metadata, path)
                 examples = []
                 for i, item in enumerate(items):
                     for key in (f"image_{i}", f"mask_{i}"):
@@ -136,7 +144,7 @@ class SupportSet:
                     examples.append(Example(data[f"image_{i}"], data[f"mask_{i}"], item["source"], item["enabled"], item["meta"]))
         except (OSError, zipfile.BadZipFile, EOFError, KeyError, json.JSONDecodeError, RecursionError) as e:
             raise ValueError(f"{path}: cannot read support-set file ({type(e).__name__}: {str(e)[:200]})") from None
-        return cls(examples)
+        return cls(examples, task=metadata.get("task", "classes"))
 
 
 def _check_member_sizes(path: Path) -> None:
@@ -170,6 +178,8 @@ def _check_metadata(metadata, path: Path) -> list[dict]:
         raise ValueError(f"{path} is not a napari-universeg support-set file")
     if metadata.get("version") != VERSION:
         raise ValueError(f"{path}: support-set file version {metadata.get('version')!r} is not supported (this version reads {VERSION})")
+    if metadata.get("task", "classes") not in TASKS:
+        raise ValueError(f"{path}: support-set task {metadata.get('task')!r} is not one of {TASKS}")
     items = metadata.get("examples")
     if not isinstance(items, list):
         raise ValueError(f"{path}: support-set metadata 'examples' must be a list, not {type(items).__name__}")
