@@ -1,12 +1,15 @@
 """Make the README screenshots from a real napari viewer, running the plugin's workflow.
 
-    xvfb-run -a python docs/make_screenshots.py
+    xvfb-run -a python docs/make_screenshots.py [--only neurons|instances]
 
 Opens the bundled neuron sample (File > Open Sample), docks the UniverSeg widget, adds the three
 painted images as examples, segments the rest, and saves docs/screenshot.png (the result on
-image 4) and docs/screenshot_examples.png (the support set after adding the examples).
+image 4) and docs/screenshot_examples.png (the support set after adding the examples). Then the
+same with the synthetic nuclei painted object by object (task "instances"):
+docs/screenshot_instances.png, every nucleus of the stack its own label.
 """
 
+import argparse
 import time
 from pathlib import Path
 
@@ -17,11 +20,17 @@ HERE = Path(__file__).parent
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", choices=("neurons", "instances"))
+    only = parser.parse_args().only
     # keep napari's own warning toasts (e.g. the PyQt5 deprecation) out of the picture
     settings = get_settings().application
     level, settings.gui_notification_level = settings.gui_notification_level, "error"
     try:
-        run()
+        if only in (None, "neurons"):
+            run()
+        if only in (None, "instances"):
+            run_instances()
     finally:
         settings.gui_notification_level = level  # napari saves settings: put the user's back
 
@@ -41,6 +50,22 @@ def run() -> None:
     viewer.layers["neurons painted"].visible = False
     viewer.dims.set_point(0, 4)
     _shot(viewer, HERE / "screenshot.png")
+    viewer.close()
+
+
+def run_instances() -> None:
+    viewer = napari.Viewer(show=True)
+    viewer.window._qt_window.resize(1400, 900)
+    viewer.open_sample("napari-universeg", "synthetic_instances")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-universeg", "UniverSeg")
+    widget.image_combo.setCurrentText("synthetic nuclei")
+    widget.labels_combo.setCurrentText("synthetic nuclei painted objects")
+    widget.add_painted_slices()  # the task is guessed: instances
+    widget.segment("unpainted")
+    _wait(widget)
+    viewer.layers["synthetic nuclei painted objects"].visible = False
+    viewer.dims.set_point(0, 16)  # slice 8 (z scale 2)
+    _shot(viewer, HERE / "screenshot_instances.png")
     viewer.close()
 
 

@@ -60,8 +60,9 @@ class SupportBox(QGroupBox):
 
     def add_item(self, ex: Example) -> None:
         """Show one more example (the last of the support set)."""
-        classes = ",".join(map(str, ex.classes)) or "none (background only)"
-        item = QListWidgetItem(QIcon(thumbnail(ex.image, ex.mask)), f"{ex.source}\nclasses: {classes}")
+        values = ex.classes
+        what = f"labels: {','.join(map(str, values))}" if len(values) <= 6 else f"{len(values)} label values (objects, or classes)"
+        item = QListWidgetItem(QIcon(thumbnail(ex.image, ex.mask)), f"{ex.source}\n{what if values else 'background only'}")
         item.setFlags(item.flags() | Qt.ItemIsUserCheckable)
         item.setCheckState(Qt.Checked if ex.enabled else Qt.Unchecked)
         self.list.addItem(item)

@@ -17,7 +17,9 @@ from scipy import ndimage as ndi
 
 CORE, RIM = 1, 2
 CORE_DEPTH = 0.4  # share of an object's inscribed radius that is rim
-MIN_SEED_SHARE = 0.1  # a predicted core smaller than this share of the smallest painted core is noise
+# A predicted core, or object, smaller than this share of the smallest painted one is a fragment:
+# the painted objects show the scale of the objects wanted.
+MIN_SHARE = 0.1
 
 
 def core_rim_task(instances: np.ndarray) -> np.ndarray:
@@ -39,21 +41,26 @@ def core_rim_task(instances: np.ndarray) -> np.ndarray:
     return out
 
 
-def core_areas(instances: np.ndarray) -> list[int]:
-    """Pixel counts of the cores of each painted object."""
-    task = core_rim_task(instances)
-    labels = np.asarray(instances)
-    counts = np.bincount(labels[task == CORE].ravel().astype(np.int64))
-    return [int(c) for c in counts[1:] if c > 0]
+def fragment_sizes(masks: Sequence[np.ndarray]) -> tuple[int, int]:
+    """(min_seed, min_size) for instances_from_probs: MIN_SHARE of the smallest painted core and
+    of the smallest painted object of ``masks`` ((H, W) instance labels); 1 without objects."""
+    cores, objects = [], []
+    for mask in masks:
+        labels = np.asarray(mask).astype(np.int64, copy=False)
+        task = core_rim_task(labels)
+        cores += [c for c in np.bincount(labels[task == CORE].ravel())[1:] if c]
+        objects += [c for c in np.bincount(labels.ravel())[1:] if c]
+    return tuple(max(1, int(MIN_SHARE * min(sizes, default=0))) for sizes in (cores, objects))
 
 
-def instances_from_probs(p_fg: np.ndarray, p_core: np.ndarray, threshold: float = 0.5, min_seed: int = 1) -> np.ndarray:
+def instances_from_probs(p_fg: np.ndarray, p_core: np.ndarray, threshold: float = 0.5, min_seed: int = 1, min_size: int = 1) -> np.ndarray:
     """(H, W) int32 objects 1..K from (H, W) float probabilities of the foreground and of cores.
 
     Seeds are the connected regions of at least ``min_seed`` px where the core probability passes
     0.5 inside the foreground (probability above ``threshold``); each grows over its part of the
     foreground by a watershed on the core probability. Foreground that no seed reaches keeps its
     connected regions as objects, so without cores the result is the foreground's components.
+    Objects under ``min_size`` px are dropped.
     """
     from skimage.segmentation import watershed
 
@@ -67,6 +74,10 @@ def instances_from_probs(p_fg: np.ndarray, p_core: np.ndarray, threshold: float 
     labels = watershed(-p_core, markers=seeds, mask=fg) if seeds.any() else np.zeros(fg.shape, np.int64)
     rest, _ = ndi.label(fg & (labels == 0), structure=np.ones((3, 3)))
     labels = np.where(rest > 0, rest + labels.max(), labels)
+    if min_size > 1:
+        small = np.bincount(labels.ravel()) < min_size
+        small[0] = False
+        labels = np.where(small[labels], 0, labels)
     return _sequential(labels)
 
 

@@ -39,7 +39,7 @@ from .choice import (
     validated_plan,
 )
 from .device import autocast_dtype, pick_device, tune_malloc
-from .instances import CORE, MIN_SEED_SHARE, core_areas, core_rim_task, instances_from_probs
+from .instances import CORE, core_rim_task, fragment_sizes, instances_from_probs
 from .model import UniverSeg
 from .options import METHODS, MODES, PredictOptions
 from .pixel_classifier import FeatureCache
@@ -298,7 +298,7 @@ class Segmenter:
         examples = support.enabled()
         fg = [Example(ex.image, (ex.mask > 0).astype(np.int32), ex.source, True, ex.meta) for ex in examples]
         cores = [Example(ex.image, (core_rim_task(ex.mask) == CORE).astype(np.int32), ex.source, True, ex.meta) for ex in examples]
-        min_seed = max(1, int(MIN_SEED_SHARE * min((a for ex in examples for a in core_areas(ex.mask)), default=0)))
+        min_seed, min_size = fragment_sizes([ex.mask for ex in examples])
         indices = list(range(len(images))) if indices is None else list(indices)
         if not indices:
             return
@@ -320,7 +320,7 @@ class Segmenter:
             if i in blank:
                 yield SlicePrediction(i, np.zeros(image.shape, np.int32), np.zeros(image.shape, np.float32), plan, blank[i])
                 continue
-            labels = instances_from_probs(p_fg[0], p_core[0], options.threshold, min_seed)
+            labels = instances_from_probs(p_fg[0], p_core[0], options.threshold, min_seed, min_size)
             yield SlicePrediction(i, labels, p_fg[0].astype(np.float32), plan)
 
     @staticmethod
