@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .instances import guess_task
 from .options import TASKS
 from .preprocess import check_declared_size, check_image, check_mask, label_dtype, to_grey
 
@@ -144,7 +145,8 @@ class SupportSet:
                     examples.append(Example(data[f"image_{i}"], data[f"mask_{i}"], item["source"], item["enabled"], item["meta"]))
         except (OSError, zipfile.BadZipFile, EOFError, KeyError, json.JSONDecodeError, RecursionError) as e:
             raise ValueError(f"{path}: cannot read support-set file ({type(e).__name__}: {str(e)[:200]})") from None
-        return cls(examples, task=metadata.get("task", "classes"))
+        task = metadata.get("task") or guess_task([ex.mask for ex in examples])  # files from before tasks: guessed
+        return cls(examples, task=task)
 
 
 def _check_member_sizes(path: Path) -> None:
