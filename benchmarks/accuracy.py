@@ -1,6 +1,6 @@
 """Few-shot accuracy of each method on each evaluation set, with the standard protocol.
 
-    python benchmarks/accuracy.py [--data ../shared/evaldata] [--methods universeg,random-forest,otsu]
+    python -m benchmarks.accuracy [--data ../shared/evaldata] [--methods universeg,random-forest,otsu]
                                   [--predictor auto] [--weights default] [--sizes 1,4,16] [--seeds 0,1,2]
                                   [--task classes|instances] [--json out.json]
 
@@ -24,9 +24,7 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from napari_universeg.evaluate import comparison_table, evaldata_dir, get_method, load_dataset, run_protocol  # noqa: E402
+from napari_universeg.evaluate import comparison_table, evaldata_dir, get_method, load_dataset, run_protocol
 
 DEFAULT_DATA = evaldata_dir()
 

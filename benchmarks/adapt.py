@@ -1,6 +1,6 @@
 """What test-time adaptation gains and costs: UniverSeg with and without ``adapt`` on the same plan.
 
-    python benchmarks/adapt.py [--data ../shared/evaldata] [--sizes 1,4,16] [--seed 0] [--json out.json]
+    python -m benchmarks.adapt [--data ../shared/evaldata] [--sizes 1,4,16] [--seed 0] [--json out.json]
 
 For each data set and support size N (standard protocol split, one seed): the UniverSeg plan that
 "auto" validates for method "universeg", then Dice on the queries without adaptation, and with a
@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from protocol_task import EVALDATA, evaluation_sets, protocol_task
 
+from benchmarks.protocol_task import EVALDATA, evaluation_sets, protocol_task
 from napari_universeg.metrics import dice
 from napari_universeg.predict import PredictOptions, Segmenter
 

@@ -1,7 +1,7 @@
 """Does glibc's allocator churn cost time in a long-lived process? Engine forward at S=16, fp32,
 with and without the engine's mallopt setting, each in a fresh process, one run.
 
-    python benchmarks/allocator.py
+    python -m benchmarks.allocator
 """
 
 from __future__ import annotations

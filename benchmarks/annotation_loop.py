@@ -1,10 +1,10 @@
 """A simulated user in the annotation loop: paint one slice, segment the rest, then each round paint
 one more slice perfectly (chosen by a strategy), accept it and segment the rest again.
 
-    python benchmarks/annotation_loop.py [--data ../shared/evaldata]
+    python -m benchmarks.annotation_loop [--data ../shared/evaldata]
         [--sets isbi2012_em_membranes,pfcpn_brightfield_neurons] [--slices 30] [--rounds 4]
         [--strategies suggest,random,spread] [--seed 0] [--json out.json] [--plot out.png]
-    python benchmarks/annotation_loop.py --table-from newer.json older.json [--plot out.png]
+    python -m benchmarks.annotation_loop --table-from newer.json older.json [--plot out.png]
 
 Series: the first ``--slices`` images of each set (sorted ids; the EM set is one serial stack).
 The start slice is the middle one. Strategies for the next slice: "suggest" (the plugin's
@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from protocol_task import EVALDATA
 
+from benchmarks.protocol_task import EVALDATA
 from napari_universeg.evaluate import dice, load_dataset
 from napari_universeg.predict import PredictOptions, Segmenter
 from napari_universeg.suggest import expected_dice, next_slice

@@ -1,6 +1,6 @@
 """How well auto's accuracy estimate (held-out Dice on the examples) tracks the true Dice.
 
-    python benchmarks/estimates.py benchmarks/results/plugin_auto.json
+    python -m benchmarks.estimates benchmarks/results/plugin_auto.json
 
 Reads the runs that benchmarks/accuracy.py (or ``napari-universeg evaluate --json``) wrote and
 prints, per data set and support size, the mean estimate, the mean true Dice on the queries and

@@ -1,6 +1,6 @@
 """Time to the first result of "auto" (its choice plus the first query) and per query after it.
 
-    python benchmarks/first_result.py [--data ../shared/evaldata] [--sizes 4,16] [--seed 0] [--queries 3]
+    python -m benchmarks.first_result [--data ../shared/evaldata] [--sizes 4,16] [--seed 0] [--queries 3]
 
 One line of JSON per data set and support size (standard protocol split): the plan, seconds to
 the first result, seconds per further query and mean Dice of the queries. To compare with an
@@ -13,8 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
-from protocol_task import EVALDATA, evaluation_sets, protocol_task, timed_run
-
+from benchmarks.protocol_task import EVALDATA, evaluation_sets, protocol_task, timed_run
 from napari_universeg.predict import PredictOptions, Segmenter
 
 

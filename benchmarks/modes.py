@@ -1,7 +1,7 @@
 """Every candidate "auto" chooses from, and auto itself: held-out estimate, Dice, time per query and
 time to the first result, per data set (standard protocol split, one support size and seed).
 
-    python benchmarks/modes.py [--data ../shared/evaldata] [--size 4] [--seed 0] [--json out.json]
+    python -m benchmarks.modes [--data ../shared/evaldata] [--size 4] [--seed 0] [--json out.json]
 
 Candidates are the plans auto tried (UniverSeg views, the pixel classifier, the blend), each run
 alone on the queries. "estimate" is the candidate's leave-one-out Dice on the examples, what auto
@@ -16,8 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from protocol_task import EVALDATA, evaluation_sets, protocol_task, timed_run
-
+from benchmarks.protocol_task import EVALDATA, evaluation_sets, protocol_task, timed_run
 from napari_universeg.predict import PredictOptions, Segmenter
 
 

@@ -1,6 +1,6 @@
 """Engine speed and peak memory against the naive fp32 concatenation path, as ratios in one run.
 
-    python benchmarks/speed.py [--sizes 1,16,64] [--repeats 5]
+    python -m benchmarks.speed [--sizes 1,16,64] [--repeats 5]
 
 Each (path, S) runs in a fresh subprocess, so peak RSS is its own and glibc settings do not leak.
 - naive: the paper's literal formula (tests/naive_universeg.py), fp32, default allocator.
@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[1]  # workers run from here, where the packages tests and benchmarks are
 
 
 def _rss_mb() -> float:
@@ -31,8 +31,7 @@ def _rss_mb() -> float:
 def worker(path: str, s: int, repeats: int) -> dict:
     import torch
 
-    sys.path.insert(0, str(ROOT / "tests"))
-    from naive_universeg import random_official_state_dict
+    from tests.naive_universeg import naive_forward, random_official_state_dict
 
     sd = random_official_state_dict(seed=0)
     g = torch.Generator().manual_seed(1)
@@ -40,8 +39,6 @@ def worker(path: str, s: int, repeats: int) -> dict:
     si = torch.rand(1, s, 1, 128, 128, generator=g)
     sl = (torch.rand(1, s, 1, 128, 128, generator=g) > 0.5).float()
     if path == "naive":
-        from naive_universeg import naive_forward
-
         run = lambda: naive_forward(sd, q, si, sl)  # noqa: E731
     else:
         from napari_universeg.predict import Segmenter
@@ -75,7 +72,13 @@ def main() -> None:
     for s in (int(x) for x in args.sizes.split(",")):
         res = {}
         for path in ("naive", "engine-fp32", "engine-auto"):
-            out = subprocess.run([sys.executable, __file__, "--worker", path, str(s), str(args.repeats)], capture_output=True, text=True, check=True)
+            out = subprocess.run(
+                [sys.executable, "-m", "benchmarks.speed", "--worker", path, str(s), str(args.repeats)],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             res[path] = json.loads(out.stdout.strip().splitlines()[-1])
             print(f"S={s} {path}: {res[path]['ms']:.0f} ms, peak +{res[path]['peak_mb']:.0f} MB", file=sys.stderr, flush=True)
         rows.append((s, res))

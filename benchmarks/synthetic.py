@@ -1,26 +1,24 @@
 """Dice of weight files on held-out synthetic tasks, per task family and generator.
 
-    python benchmarks/synthetic.py --weights OLD.safetensors default [--generator OLD_SYNTH.py]
+    python -m benchmarks.synthetic --weights OLD.safetensors default [--generator OLD_SYNTH.py]
 
 24 tasks per family and support size 1, 4 and 16 (seeds far beyond any training step), bf16 on
 CPUs that support it. --generator adds rows for another version of training/synth.py, e.g.
 `git show 4ce8f6e:training/synth.py > /tmp/synth_old.py` (the generator before distractors).
+The current generator is the installed napari_universeg.training.synth (training/synth.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
-import sys
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
-
-from napari_universeg.device import autocast_dtype  # noqa: E402
-from napari_universeg.weights import load_weights  # noqa: E402
+from napari_universeg.device import autocast_dtype
+from napari_universeg.training import synth
+from napari_universeg.weights import load_weights
 
 TASKS, SIZES = 24, (1, 4, 16)
 
@@ -45,7 +43,7 @@ def main() -> None:
     args = p.parse_args()
     models = {w: load_weights(w)[0].eval() for w in args.weights}
     dtype = autocast_dtype(torch.device("cpu"))
-    generators = {"current": _module(ROOT / "training" / "synth.py")}
+    generators = {"current": synth}
     generators.update({str(g): _module(g) for g in args.generator})
     print("| generator | family | " + " | ".join(args.weights) + " |")
     print("|---|---|" + "---|" * len(models))

@@ -1,11 +1,8 @@
-import sys
 from pathlib import Path
 
 import pytest
 
 from napari_universeg.evaluate import evaldata_dir
-
-sys.path.insert(0, str(Path(__file__).parent))  # for the naive reference model
 
 EVALDATA = evaldata_dir()
 

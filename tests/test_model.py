@@ -2,10 +2,10 @@
 
 import pytest
 import torch
-from naive_universeg import naive_forward, official_shapes, random_official_state_dict
 
 from napari_universeg import UniverSeg
 from napari_universeg.weights import WeightsError, from_official_state_dict, load_official_state_dict, official_key_map
+from tests.naive_universeg import naive_forward, official_shapes, random_official_state_dict
 
 TINY = dict(enc=(8, 8, 8, 8), dec=(8, 8, 8))
 

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from training.data.prepare import prepare_source, read_sources
-from training.real import RealTaskSampler, load_sources
-from training.train import TrainConfig, Trainer, step_tasks
+from napari_universeg.training.data.prepare import prepare_source, read_sources
+from napari_universeg.training.real import RealTaskSampler, load_sources
+from napari_universeg.training.train import TrainConfig, Trainer, step_tasks
 
 HEADER = "name,split,repo,commit,images,mask_regex,mask_replace,include,mask_rule,mask_kind,classes,image_channel,modality,n_pairs,licence,licence_evidence,attribution,notes\n"
 
@@ -87,8 +87,8 @@ def test_a_step_mixes_real_and_synthetic_tasks_and_validates_heldout_sources_apa
 
 
 def test_the_model_card_names_every_real_source_and_its_licence_and_counts_all_gpu_minutes(tmp_path):
-    from training.data.prepare import read_sources
-    from training.export import export
+    from napari_universeg.training.data.prepare import read_sources
+    from napari_universeg.training.export import export
 
     cfg = TrainConfig(
         model={"encoder_widths": [8] * 4, "decoder_widths": [8] * 3}, size=64, real_ratio=0.5, real_heldout=["cytounet_a549_phase_nuclei"]

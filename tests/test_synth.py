@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from training.synth import FAMILIES, TaskGenerator
+from napari_universeg.training.synth import FAMILIES, TaskGenerator
 
 SIZE = 64
 

@@ -6,12 +6,13 @@ import numpy as np
 import torch
 
 from napari_universeg import PredictOptions, Segmenter, SupportSet
+from napari_universeg.training.export import export
+from napari_universeg.training.synth import TaskGenerator
+from napari_universeg.training.train import TrainConfig, Trainer, segmentation_loss
 from napari_universeg.weights import load_weights_file
-from training.export import export
-from training.synth import TaskGenerator
-from training.train import TrainConfig, Trainer, segmentation_loss
 
-TINY_CONFIG = Path(__file__).resolve().parents[1] / "training" / "configs" / "tiny.yaml"
+CONFIGS = Path(__file__).resolve().parents[1] / "training" / "configs"
+TINY_CONFIG = CONFIGS / "tiny.yaml"
 
 
 def _cfg(**kw) -> TrainConfig:
@@ -77,7 +78,7 @@ def test_evaldata_validation_uses_the_standard_protocol(tmp_path, monkeypatch):
     import imageio.v3 as iio
     import tifffile
 
-    import training.train as T
+    import napari_universeg.training.train as T
     from napari_universeg.sample_data import synthetic_stack
 
     image, labels = synthetic_stack(n_slices=4, size=48)
@@ -94,5 +95,5 @@ def test_evaldata_validation_uses_the_standard_protocol(tmp_path, monkeypatch):
 
 
 def test_the_config_defaults_are_the_shipped_recipe():
-    recipe = Path(__file__).resolve().parents[1] / "training" / "configs" / "default.yaml"
+    recipe = CONFIGS / "default.yaml"
     assert TrainConfig.from_yaml(recipe) == TrainConfig()

@@ -2,9 +2,7 @@
 
 import pytest
 import torch
-from naive_universeg import random_official_state_dict
 from safetensors.torch import save_file
-from test_hostile import LIMIT_MB, _peak_mb
 
 from napari_universeg import UniverSeg
 from napari_universeg import weights as W
@@ -14,6 +12,8 @@ from napari_universeg.weights import (
     load_weights_file,
     save_weights,
 )
+from tests.naive_universeg import random_official_state_dict
+from tests.test_hostile import LIMIT_MB, _peak_mb
 
 TINY = ((8, 8, 8, 8), (8, 8, 8))
 

@@ -1,10 +1,12 @@
 """Turn a training checkpoint into the package's default weights and model card.
 
-    python -m training.export --run runs/default [--eval benchmarks/results/accuracy.json]
+    napari-universeg-export --run runs/default [--eval benchmarks/results/accuracy.json]
 
 Writes src/napari_universeg/weights/default.safetensors (fp16, safetensors: no code in the file)
 and default.md (the model card). The card's evaluation table comes from a JSON written by
-benchmarks/accuracy.py, when given.
+``python -m benchmarks.accuracy``, when given. Runs from a source checkout (an editable install,
+``pip install -e .``), so that the default output is the checkout's weights folder and the card
+records the checkout's git commit.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from napari_universeg.evaluate import comparison_table
 from napari_universeg.model import UniverSeg
 from napari_universeg.weights import DEFAULT_WEIGHTS, save_weights
 
-REPO = Path(__file__).resolve().parents[1]
+from .data.prepare import read_sources
+
+REPO = Path(__file__).resolve().parents[1]  # the source checkout that holds training/
 
 
 def _commit() -> str:
@@ -43,8 +47,6 @@ def training_sources_used(cfg: dict) -> list[dict]:
     """Manifest rows (training/data/sources.csv) of the real sources a run trained on."""
     if not cfg.get("real_ratio"):
         return []
-    from training.data.prepare import read_sources
-
     heldout = set(cfg.get("real_heldout") or [])
     return [r for r in read_sources() if r["split"] == "train" and r["name"] not in heldout]
 
@@ -141,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--run", required=True, type=Path, help="training run folder with checkpoint.pt")
     p.add_argument("--out", type=Path, default=DEFAULT_WEIGHTS)
     p.add_argument("--hardware", default="1x NVIDIA H100 80GB")
-    p.add_argument("--eval", type=Path, nargs="+", help="JSON files from benchmarks/accuracy.py for the model card")
+    p.add_argument("--eval", type=Path, nargs="+", help="JSON files from python -m benchmarks.accuracy for the model card")
     args = p.parse_args(argv)
     card = export(args.run, args.out, args.hardware, args.eval)
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB) and {args.out.with_suffix('.md')}, {card['steps']} steps")

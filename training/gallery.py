@@ -1,6 +1,6 @@
 """Save a PNG gallery of synthetic tasks and print the generator's speed.
 
-    python -m training.gallery --out gallery.png --seed 0 --tasks 10
+    napari-universeg-gallery --out gallery.png --seed 0 --tasks 10
 
 One row per task, cycling through the families: query image, query mask, then 4 support images
 with their masks tinted in red.
@@ -14,7 +14,7 @@ import time
 import numpy as np
 from matplotlib.figure import Figure  # the object API needs no GUI backend
 
-from training.synth import FAMILIES, TaskGenerator
+from .synth import FAMILIES, TaskGenerator
 
 SHOWN_SUPPORTS = 4
 
@@ -59,13 +59,13 @@ def save_gallery(out: str, seed: int = 0, tasks: int = 10, size: int = 128) -> N
     fig.savefig(out, dpi=110)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="gallery.png")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tasks", type=int, default=10)
     parser.add_argument("--size", type=int, default=128)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     save_gallery(args.out, args.seed, args.tasks, args.size)
     print(f"wrote {args.out}")
     print(f"{tasks_per_second(args.size):.1f} tasks/s (batch 8, S=8, {args.size} px, CPU)")

@@ -3,7 +3,7 @@
 # training/runs/real (or starts it from the shipped default weights), checkpointing every 250
 # steps, and leaves the run folder (checkpoint.pt, logs) in $OUT/run, to be copied back and committed.
 #   OUT=/some/dir MINUTES=9 bash training/gpu_run.sh
-# Needs the real-task cache (python -m training.data.prepare, from fetched sources); on a device
+# Needs the real-task cache (napari-universeg-prepare-data, from fetched sources); on a device
 # machine, carry training/data/cache.
 set -euo pipefail
 RUN=${RUN:-training/runs/real}

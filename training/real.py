@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-from training.synth import MAX_FG, MIN_FG, TaskGenerator
+from .synth import MAX_FG, MIN_FG, TaskGenerator
 
 MIN_TASK_IMAGES = 4  # a task with fewer usable images is not drawn
 MAX_REDRAWS = 10
@@ -50,7 +50,7 @@ def load_sources(cache: Path, names: list[str] | None = None, exclude: list[str]
     if names is not None:
         missing = set(names) - {p.name for p in folders}
         if missing:
-            raise FileNotFoundError(f"{cache}: no cached source(s) {sorted(missing)} (run python -m training.data.prepare)")
+            raise FileNotFoundError(f"{cache}: no cached source(s) {sorted(missing)} (run napari-universeg-prepare-data)")
         folders = [p for p in folders if p.name in names]
     folders = [p for p in folders if p.name not in (exclude or [])]
     return [s for s in map(RealSource, folders) if s.tasks]

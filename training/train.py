@@ -1,9 +1,16 @@
 """Episodic training of UniverSeg on synthetic and real tasks.
 
-    python -m training.train --config training/configs/default.yaml --out runs/default [--minutes 10]
+    napari-universeg-train --config training/configs/default.yaml --out runs/default [--minutes 10]
+
+or, without installing the package, from the repository root (as training/gpu_run.sh does):
+
+    PYTHONPATH=src:. python -m training.train --config training/configs/default.yaml --out runs/default
+
+Training runs from a source checkout (an editable install, ``pip install -e .``): a relative
+``real_cache`` is read from the repository root, the folder above training/.
 
 A share ``real_ratio`` of each step's tasks comes from the real-task cache (training/data, built by
-``python -m training.data.prepare``), the rest from the synthetic generator (training/synth.py).
+``napari-universeg-prepare-data``), the rest from the synthetic generator (training/synth.py).
 Sources named in ``real_heldout`` are never trained on: validation reports them apart.
 
 Resumable: a run writes ``checkpoint.pt`` into --out every few hundred steps and at the end;
@@ -32,11 +39,12 @@ from torch.utils.data import DataLoader, Dataset
 from napari_universeg.device import autocast_dtype, pick_device
 from napari_universeg.evaluate import evaldata_dir
 from napari_universeg.model import UniverSeg
-from training.real import RealTaskSampler, load_sources
-from training.synth import TaskGenerator
+
+from .real import RealTaskSampler, load_sources
+from .synth import TaskGenerator
 
 EVALDATA = evaldata_dir()
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[1]  # the source checkout that holds training/
 
 
 @dataclass
@@ -305,7 +313,7 @@ def training_sources(cfg: TrainConfig) -> list:
     if key not in _TRAINING_SOURCES:
         sources = load_sources(real_cache(cfg), exclude=cfg.real_heldout)
         if not sources:
-            raise FileNotFoundError(f"real_ratio is {cfg.real_ratio} but {real_cache(cfg)} has no sources (python -m training.data.prepare)")
+            raise FileNotFoundError(f"real_ratio is {cfg.real_ratio} but {real_cache(cfg)} has no sources (napari-universeg-prepare-data)")
         _TRAINING_SOURCES[key] = sources
     return _TRAINING_SOURCES[key]
 

@@ -1,7 +1,10 @@
 """Build the real-task training cache from fetched copies of the sources in sources.csv.
 
-    python -m training.data.prepare [--mirrors /work/.mirror] [--out training/data/cache] [--only NAME ...]
-                                    [--eval-out training/data/heldout_eval]
+    napari-universeg-prepare-data [--mirrors /work/.mirror] [--out training/data/cache] [--only NAME ...]
+                                  [--eval-out training/data/heldout_eval]
+
+Runs from a source checkout (an editable install, ``pip install -e .``): the default cache is the
+folder cache/ next to this file, training/data/cache, where training reads it.
 
 Each source is a public git repository at a recorded commit, brought onto the machine beforehand
 (its bare git directory at MIRRORS/owner+name/repo, as the project's fetch tool leaves it); nothing
@@ -323,7 +326,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=CACHE)
     p.add_argument("--sources", type=Path, default=SOURCES)
     p.add_argument("--only", nargs="*", help="source names to (re)build; default all of split train or heldout")
-    p.add_argument("--eval-out", type=Path, help="also write the held-out sources as evaluation folders here (benchmarks/accuracy.py --data)")
+    p.add_argument("--eval-out", type=Path, help="also write the held-out sources as evaluation folders here (python -m benchmarks.accuracy --data)")
     args = p.parse_args(argv)
     failed = []
     for row in read_sources(args.sources):
