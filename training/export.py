@@ -131,7 +131,7 @@ def write_card(path: Path, card: dict, results: list[dict], notes: str = "") -> 
             "",
             comparison_table(results),
             "",
-            "Produced by `python benchmarks/accuracy.py` (`--predictor universeg` for the weights alone, the default for the"
+            "Produced by `python -m benchmarks.accuracy` (`--predictor universeg` for the weights alone, the default for the"
             " plugin). Research-use data; used for evaluation only, never for training.",
             "",
         ]
