@@ -12,6 +12,11 @@ PRECISIONS = ("auto", "bf16", "fp32")  # device.py
 DEVICES = ("auto", "cpu", "cuda", "mps")  # device.py
 MAX_SUPPORT_SIZE = 256  # support items per forward pass: memory grows with it
 MAX_ENSEMBLE = 16  # support subsets averaged; time grows with it
+# Queries x support items per forward pass, from a memory budget: each item costs about 9 MB of
+# activations at 128 px (measured: +980 MB at 96 items, +256 MB at 16, S=16, 512 px slices, on a
+# 2-core AVX512-BF16 CPU), so a CPU with a few GB gets about 250 MB (16 items), for at most ~10 %
+# more time per slice than 96 items (benchmarks/stacks.py); a GPU keeps its larger batches.
+MAX_ITEMS = {"cpu": 16, "gpu": 96}
 TASKS = ("classes", "instances")  # what painted label values mean: one class each, or one object each (instances.py)
 
 
@@ -36,7 +41,7 @@ class PredictOptions:
     # and the result has one value per object (instances.py)
     task: str = "classes"
     seed: int = 0
-    max_items: int = 96  # queries x support items per forward pass (bounds memory)
+    max_items: int | None = None  # queries x support items per forward pass (bounds memory); None: MAX_ITEMS of the device
 
     def validate(self) -> None:
         """A ValueError naming the first field out of range; nothing otherwise."""
@@ -56,6 +61,8 @@ class PredictOptions:
             raise ValueError(f"ensemble size must be between 1 and {MAX_ENSEMBLE}, got {self.ensemble}")
         if not 0 < self.threshold < 1:
             raise ValueError(f"threshold must be between 0 and 1, got {self.threshold}")
+        if self.max_items is not None and self.max_items < 1:
+            raise ValueError(f"max_items must be at least 1, got {self.max_items}")
         if self.scale is not None and not 0.02 <= self.scale <= 4:
             raise ValueError(f"scale must be between 0.02 and 4, got {self.scale}")
 

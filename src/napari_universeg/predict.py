@@ -41,7 +41,7 @@ from .choice import (
 from .device import autocast_dtype, pick_device, tune_malloc
 from .instances import CORE, core_rim_task, fragment_sizes, instances_from_probs
 from .model import UniverSeg
-from .options import METHODS, MODES, PredictOptions
+from .options import MAX_ITEMS, METHODS, MODES, PredictOptions
 from .pixel_classifier import FeatureCache
 from .preprocess import blank_problem, check_image, check_size, label_dtype, normalize, resize, to_grey
 from .support import Example, SupportSet
@@ -201,7 +201,8 @@ class Segmenter:
             return torch.sigmoid(model(queries.to(self.device), support_features=features).float()).cpu()
 
     def _query_batches(self, support_items: int, options: PredictOptions) -> int:
-        return max(1, options.max_items // max(1, support_items))
+        items = options.max_items or MAX_ITEMS["cpu" if self.device.type == "cpu" else "gpu"]
+        return max(1, items // max(1, support_items))
 
     def iter_predict(
         self,
