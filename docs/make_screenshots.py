@@ -36,37 +36,41 @@ def main() -> None:
 
 
 def run() -> None:
-    viewer = napari.Viewer(show=True)
-    viewer.window._qt_window.resize(1400, 900)
-    viewer.open_sample("napari-universeg", "neurons")
-    _, widget = viewer.window.add_plugin_dock_widget("napari-universeg", "UniverSeg")
-    widget.image_combo.setCurrentText("neurons")
-    widget.labels_combo.setCurrentText("neurons painted")
+    viewer, widget = _open("neurons", "neurons", "neurons painted")
     viewer.dims.set_point(0, 1)
     widget.add_painted_slices()
     _shot(viewer, HERE / "screenshot_examples.png")
-    widget.segment("unpainted")
-    _wait(widget)
-    viewer.layers["neurons painted"].visible = False
+    _segment_unpainted(viewer, widget, "neurons painted")
     viewer.dims.set_point(0, 4)
     _shot(viewer, HERE / "screenshot.png")
     viewer.close()
 
 
 def run_instances() -> None:
-    viewer = napari.Viewer(show=True)
-    viewer.window._qt_window.resize(1400, 900)
-    viewer.open_sample("napari-universeg", "synthetic_instances")
-    _, widget = viewer.window.add_plugin_dock_widget("napari-universeg", "UniverSeg")
-    widget.image_combo.setCurrentText("synthetic nuclei")
-    widget.labels_combo.setCurrentText("synthetic nuclei painted objects")
+    viewer, widget = _open("synthetic_instances", "synthetic nuclei", "synthetic nuclei painted objects")
     widget.add_painted_slices()  # the task is guessed: instances
-    widget.segment("unpainted")
-    _wait(widget)
-    viewer.layers["synthetic nuclei painted objects"].visible = False
+    _segment_unpainted(viewer, widget, "synthetic nuclei painted objects")
     viewer.dims.set_point(0, 16)  # slice 8 (z scale 2)
     _shot(viewer, HERE / "screenshot_instances.png")
     viewer.close()
+
+
+def _open(sample: str, image: str, labels: str):
+    """A viewer with a bundled sample (File > Open Sample) and the widget docked on its layers."""
+    viewer = napari.Viewer(show=True)
+    viewer.window._qt_window.resize(1400, 900)
+    viewer.open_sample("napari-universeg", sample)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-universeg", "UniverSeg")
+    widget.image_combo.setCurrentText(image)
+    widget.labels_combo.setCurrentText(labels)
+    return viewer, widget
+
+
+def _segment_unpainted(viewer, widget, labels: str) -> None:
+    """Segment the unpainted slices, wait for the run, hide the painting to show the result."""
+    widget.segment("unpainted")
+    _wait(widget)
+    viewer.layers[labels].visible = False
 
 
 def _wait(widget) -> None:

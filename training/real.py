@@ -17,10 +17,9 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-from .synth import MAX_FG, MIN_FG, TaskGenerator
+from .synth import MAX_FG, MAX_REDRAWS, MIN_FG, TaskGenerator, valid_tasks
 
 MIN_TASK_IMAGES = 4  # a task with fewer usable images is not drawn
-MAX_REDRAWS = 10
 
 
 class RealSource:
@@ -85,9 +84,7 @@ class RealTaskSampler:
             x = torch.from_numpy(src.images[pick]).float().div_(255)[:, None]
             m = torch.from_numpy((src.bits[pick] >> k) & 1).float()[:, None]
             x, m = self._views(x, m)
-            frac = m.flatten(1).mean(1)
-            ok = (frac >= MIN_FG) & (frac <= MAX_FG)
-            if ok[0] and ok[1:].float().mean() >= 0.75 if n > 1 else ok[0]:
+            if valid_tasks(m, n)[0]:
                 return x, m
         return x, m
 

@@ -577,7 +577,7 @@ class TaskGenerator:
         fams = [self.families[i] for i in self._rng.choice([1.0] * len(self.families), batch)]
         x, m = self._tasks(fams, n)
         for _ in range(MAX_REDRAWS):
-            bad = torch.nonzero(~_valid(m, n)).flatten().tolist()
+            bad = torch.nonzero(~valid_tasks(m, n)).flatten().tolist()
             if not bad:
                 break
             idx = _subjects(bad, n, self.device)
@@ -667,7 +667,7 @@ class TaskGenerator:
         return out
 
 
-def _valid(m: Tensor, n: int) -> Tensor:
+def valid_tasks(m: Tensor, n: int) -> Tensor:
     """Per task: query and most supports have a non-degenerate foreground fraction."""
     frac = m.view(-1, n, m[0].numel()).mean(-1)
     ok = (frac >= MIN_FG) & (frac <= MAX_FG)

@@ -41,13 +41,13 @@ def core_rim_task(instances: np.ndarray) -> np.ndarray:
     return out
 
 
-def fragment_sizes(masks: Sequence[np.ndarray]) -> tuple[int, int]:
+def fragment_sizes(masks: Sequence[np.ndarray], tasks: Sequence[np.ndarray]) -> tuple[int, int]:
     """(min_seed, min_size) for instances_from_probs: MIN_SHARE of the smallest painted core and
-    of the smallest painted object of ``masks`` ((H, W) instance labels); 1 without objects."""
+    of the smallest painted object of ``masks`` ((H, W) instance labels, with their core_rim_task
+    ``tasks``); 1 without objects."""
     cores, objects = [], []
-    for mask in masks:
+    for mask, task in zip(masks, tasks):
         labels = np.asarray(mask).astype(np.int64, copy=False)
-        task = core_rim_task(labels)
         cores += [c for c in np.bincount(labels[task == CORE].ravel())[1:] if c]
         objects += [c for c in np.bincount(labels.ravel())[1:] if c]
     return tuple(max(1, int(MIN_SHARE * min(sizes, default=0))) for sizes in (cores, objects))

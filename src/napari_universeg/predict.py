@@ -297,19 +297,27 @@ class Segmenter:
         plan chosen for it, the objects' cores (instances.py) as another with the same view; the cores
         seed a watershed over the foreground. Each slice's objects are numbered 1..K."""
         examples = support.enabled()
+        tasks = [core_rim_task(ex.mask) for ex in examples]
         fg = [Example(ex.image, (ex.mask > 0).astype(np.int32), ex.source, True, ex.meta) for ex in examples]
-        cores = [Example(ex.image, (core_rim_task(ex.mask) == CORE).astype(np.int32), ex.source, True, ex.meta) for ex in examples]
-        min_seed, min_size = fragment_sizes([ex.mask for ex in examples])
+        cores = [Example(ex.image, (task == CORE).astype(np.int32), ex.source, True, ex.meta) for ex, task in zip(examples, tasks)]
+        min_seed, min_size = fragment_sizes([ex.mask for ex in examples], tasks)
         indices = list(range(len(images))) if indices is None else list(indices)
         if not indices:
             return
         blank: dict[int, str] = {}
+        pending: dict[int, list] = {}  # slice -> [image, reads left]: each slice is read once for both tasks
 
-        def read(i: int) -> np.ndarray:
-            return self._read_query(images, i, channel, blank)
+        def read(i: int, count: bool = True) -> np.ndarray:
+            entry = pending.setdefault(i, [None, 2])
+            if entry[0] is None:
+                entry[0] = self._read_query(images, i, channel, blank)
+            entry[1] -= count
+            if entry[1] == 0:
+                del pending[i]
+            return entry[0]
 
         fg_options = replace(options, task="classes", classes=None)
-        plan = self.plan(SupportSet(fg), read(indices[0]).shape, fg_options, cancel, provisional=False)
+        plan = self.plan(SupportSet(fg), read(indices[0], count=False).shape, fg_options, cancel, provisional=False)
         if plan is None:
             return
         core_plan = replace(plan, provisional=False)

@@ -252,12 +252,16 @@ def prepare_source(row: dict, mirrors: Path, out: Path) -> dict:
     # pairs -> slices; stacks are subsampled to evenly spaced slices
     slices: dict[str, list] = {"whole": [], "zoom": []}
     candidates = pairs(tree, row)
+    decoded: dict[str, np.ndarray] = {}  # images the include rule has read already
     if row["include"]:
-        candidates = [(i, m) for i, m in candidates if included(decode(tree.read(i), i), row["include"])]
+        decoded = {i: decode(tree.read(i), i) for i, _ in candidates}
+        candidates = [(i, m) for i, m in candidates if included(decoded[i], row["include"])]
     chosen = evenly(candidates, MAX_IMAGES)
+    decoded = {i: decoded[i] for i, _ in chosen if i in decoded}
     per_pair = max(1, MAX_IMAGES // max(1, len(chosen)))
     for img_path, mask_path in chosen:
-        imgs = to_grey_slices(decode(tree.read(img_path), img_path), row["image_channel"])
+        raw = decoded.pop(img_path) if img_path in decoded else decode(tree.read(img_path), img_path)
+        imgs = to_grey_slices(raw, row["image_channel"])
         masks = mask_slices(mask_values(decode(tree.read(mask_path), mask_path), row["mask_rule"]), len(imgs))
         for img, lab in evenly(list(zip(imgs, masks)), per_pair):
             if img.shape != lab.shape:
