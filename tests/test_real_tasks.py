@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_universeg.training.data.prepare import prepare_source, read_sources
+from napari_universeg.training.data.prepare import mask_values, prepare_source, read_sources, task_names, tasks_of
 from napari_universeg.training.real import RealTaskSampler, load_sources
 from napari_universeg.training.train import TrainConfig, Trainer, step_tasks
 
@@ -61,6 +61,19 @@ def test_prepare_builds_a_cache_of_images_and_task_bits(cache):
     assert 0.05 < fg.mean() < 0.4 and 0 < edge.mean() < fg.mean() / 2
     # the foreground is bright in the image: the labels were paired with their own images
     assert src.images[fg == 1].mean() > src.images[fg == 0].mean() + 60
+
+
+def test_a_colour_coded_class_mask_maps_each_exact_colour_to_its_class():
+    rgb = np.zeros((4, 6, 3), np.uint8)
+    rgb[0, :2] = (255, 0, 0)  # red: class "16711680"
+    rgb[1, :3] = (0, 0, 255)  # blue: class "255"
+    rgb[2, :1] = (128, 128, 128)  # a colour the row does not list: background
+    labels = mask_values(rgb, "rgb24")
+    assert labels[0, 0] == 16711680 and labels[1, 0] == 255 and labels[3, 0] == 0
+    row = {"mask_kind": "classes", "classes": {"16711680": "left ventricle", "255": "right ventricle"}}
+    assert task_names(row) == ["class 16711680: left ventricle", "class 255: right ventricle", "union of left ventricle, right ventricle"]
+    bits = tasks_of(labels, row)
+    assert (bits & 1).sum() == 2 and ((bits >> 1) & 1).sum() == 3 and ((bits >> 2) & 1).sum() == 5
 
 
 def test_episodes_have_the_training_shapes_and_binary_masks(cache):

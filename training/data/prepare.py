@@ -128,7 +128,12 @@ def mask_slices(mask: np.ndarray, count: int) -> list[np.ndarray]:
 def mask_values(mask: np.ndarray, rule: str) -> np.ndarray:
     """Label values of a decoded mask file by the source's rule: "" (the values as they are; the
     first channel of a colour mask), "gt127" (binary masks saved lossily: > 127), "green_overlay"
-    (an RGB overlay with objects filled green: G - max(R, B) > 100)."""
+    (an RGB overlay with objects filled green: G - max(R, B) > 100), "rgb24" (a class map saved
+    as exact colours: each pixel's colour as one number, R * 65536 + G * 256 + B, so that the
+    classes column names colours, e.g. red 16711680, blue 255)."""
+    if rule == "rgb24":
+        rgb = mask[..., :3].astype(np.int32)
+        return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
     if rule == "green_overlay":
         rgb = mask[..., :3].astype(np.int16)
         return (rgb[..., 1] - np.maximum(rgb[..., 0], rgb[..., 2]) > 100).astype(np.uint8)
