@@ -62,8 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("segment", help="segment images or stacks from a few labelled examples")
-    s.add_argument("input", help="a 2D image, a stack (TIFF) or a folder of images")
-    s.add_argument("--out", required=True, help="output label TIFF (or a folder, for a folder input)")
+    s.add_argument("input", help="a 2D image, a stack (TIFF), a folder of images, or an OME-Zarr image (.zarr)")
+    s.add_argument("--out", help="output label TIFF (or a folder, for a folder input); not for OME-Zarr, whose labels go into its labels/ group")
     s.add_argument("--support-images", nargs="+", metavar="F", help="example images")
     s.add_argument("--support-masks", nargs="+", metavar="F", help="their label masks (same order)")
     s.add_argument("--support-set", metavar="FILE", help="a support-set file saved by the plugin or --save-support")
@@ -78,6 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="classes: each mask value is a class; instances: each value is one object, and the output has one value per object, "
         "unique in each output file (default: what the support-set file says, else guessed from the masks)",
     )
+    z = s.add_argument_group("OME-Zarr input and clusters (README: Large data and clusters)")
+    z.add_argument("--labels-name", default="universeg", help="OME-Zarr: name of the labels image written to <input>/labels/ (default: universeg)")
+    z.add_argument("--workers", type=int, metavar="N", help="OME-Zarr: run on a local dask cluster of N worker processes")
+    z.add_argument("--scheduler", metavar="ADDRESS", help="OME-Zarr: run on the workers of a running dask.distributed scheduler (tcp://host:8786)")
+    z.add_argument("--block-slices", type=int, metavar="K", help="OME-Zarr: slices per task, rounded up to whole chunks (default: 16)")
+    z.add_argument("--overwrite", action="store_true", help="OME-Zarr: replace labels of that name written by a run with other settings")
+    z.add_argument("--check", action="store_true", help="OME-Zarr: only check whether the labels of an earlier run are complete")
     _add_model_options(s)
     _add_predict_options(s)
 
@@ -140,8 +147,9 @@ def _load_support(args):
 def _segment(args) -> None:
     from tqdm import tqdm
 
-    from .instances import guess_task, offset_ids
+    from .instances import offset_ids
     from .io import as_slices, list_images, read_image, write_labels
+    from .ome_zarr_io import is_ome_zarr
     from .predict import Segmenter
     from .preprocess import label_dtype
 
@@ -149,6 +157,17 @@ def _segment(args) -> None:
     options.classes = None if args.task == "instances" else options.classes
     options.validate()
     src = Path(args.input)
+    if is_ome_zarr(src):
+        return _segment_ome_zarr(args, options)
+    cluster_flags = [
+        f
+        for f, v in (("--workers", args.workers), ("--scheduler", args.scheduler), ("--check", args.check), ("--block-slices", args.block_slices))
+        if v
+    ]
+    if cluster_flags:
+        raise ValueError(f"{' and '.join(cluster_flags)} work on an OME-Zarr input; {src} is not one")
+    if args.out is None:
+        raise ValueError("give --out: where to write the labels")
     if src.is_dir():
         if Path(args.out).resolve() == src.resolve():
             raise ValueError(f"--out is the input folder {src}: choose another folder, so that results are never mixed with your images")
@@ -164,13 +183,7 @@ def _segment(args) -> None:
     saved = [Path(args.save_support)] if args.save_support else []
     _check_outputs([dst for _, dst in jobs] + prob_paths + saved, inputs)
     support = _load_support(args)
-    if args.task is None:
-        options.task = support.task if args.support_set else guess_task([ex.mask for ex in support])
-        options.validate()
-        print(
-            f"task: {options.task} ({'from ' + args.support_set if args.support_set else 'guessed from the masks; set --task to change'})",
-            file=sys.stderr,
-        )
+    _resolve_task(args, options, support)
     seg = Segmenter.from_weights(args.weights, args.device, args.precision, allow_download=args.download_official)
     stacks = [(f, dst, as_slices(read_image(f), what=str(f))) for f, dst in jobs]
     total = sum(len(s) for _, _, s in stacks)
@@ -198,6 +211,96 @@ def _segment(args) -> None:
             if args.probabilities:
                 write_labels(_probability_path(args.probabilities, f, len(stacks)), probs[0] if squeeze else np.stack(probs))
             print(f"{f} -> {dst} ({pred.plan.describe()})", file=sys.stderr)
+
+
+def _resolve_task(args, options, support) -> None:
+    """Without --task: the support-set file's task, else guessed from the masks (and said)."""
+    from .instances import guess_task
+
+    if args.task is None:
+        options.task = support.task if args.support_set else guess_task([ex.mask for ex in support])
+        options.validate()
+        print(
+            f"task: {options.task} ({'from ' + args.support_set if args.support_set else 'guessed from the masks; set --task to change'})",
+            file=sys.stderr,
+        )
+
+
+def _segment_ome_zarr(args, options) -> None:
+    """``segment`` on an OME-Zarr image: labels into its labels/ group, here or on a dask cluster
+    (distributed.segment_ome_zarr); ``--check`` only reports whether an earlier run finished."""
+    from .ome_zarr_io import open_labels, open_ome_zarr
+
+    src = Path(args.input)
+    if args.out is not None:
+        raise ValueError(f"the labels of an OME-Zarr input go into {src}/labels/: name them with --labels-name, not --out")
+    if args.probabilities:
+        raise ValueError("--probabilities is not available for OME-Zarr inputs")
+    if args.workers is not None and args.scheduler:
+        raise ValueError("give either --workers or --scheduler, not both")
+    if args.workers is not None and args.workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {args.workers}")
+    if args.block_slices is not None and args.block_slices < 1:
+        raise ValueError(f"--block-slices must be at least 1, got {args.block_slices}")
+    volume = open_ome_zarr(src)
+    if args.check:
+        target = open_labels(volume, args.labels_name)
+        if target is None:
+            raise ValueError(f"{src} has no labels {args.labels_name!r}")
+        done, blocks = target.done(), target.record().get("blocks", [])
+        missing = [f"{a}-{b - 1}" for (a, b), d in zip(blocks, done) if not d]
+        if missing:
+            raise ValueError(
+                f"{src}/labels/{args.labels_name} is incomplete: {len(missing)} of {len(blocks)} blocks missing (slices {', '.join(missing)})"
+            )
+        print(f"{src}/labels/{args.labels_name} is complete: {len(blocks)} blocks, {volume.n_slices} slices", file=sys.stderr)
+        return
+    inputs = (
+        [src] + [Path(x) for x in (args.support_images or []) + (args.support_masks or [])] + ([Path(args.support_set)] if args.support_set else [])
+    )
+    _check_outputs([Path(args.save_support)] if args.save_support else [], inputs)
+    support = _load_support(args)
+    _resolve_task(args, options, support)
+    _run_ome_zarr(args, options, support)
+
+
+def _run_ome_zarr(args, options, support) -> None:
+    import contextlib
+
+    from .distributed import segment_ome_zarr
+    from .predict import Segmenter
+
+    seg = Segmenter.from_weights(args.weights, args.device, args.precision, allow_download=args.download_official)
+    with contextlib.ExitStack() as stack:
+        client = None
+        if args.scheduler or args.workers:
+            from distributed import Client, LocalCluster
+
+            if args.scheduler:
+                client = stack.enter_context(Client(args.scheduler, timeout="30s"))
+            else:
+                cluster = stack.enter_context(LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=":0"))
+                client = stack.enter_context(Client(cluster))
+            print(f"dask: {len(client.scheduler_info().get('workers', {}))} workers, dashboard {client.dashboard_link}", file=sys.stderr)
+        result = segment_ome_zarr(
+            args.input,
+            support,
+            options,
+            labels_name=args.labels_name,
+            weights=args.weights,
+            device=args.device,
+            precision=args.precision,
+            channel=args.channel,
+            client=client,
+            block_slices=args.block_slices,
+            overwrite=args.overwrite,
+            segmenter=seg,
+        )
+    print(
+        f"{args.input} -> {args.input}/labels/{args.labels_name} ({result.plan.describe()}; "
+        f"{len(result.computed)} blocks computed, {result.skipped} already written, {result.slices / max(result.seconds, 1e-9):.1f} slices/s)",
+        file=sys.stderr,
+    )
 
 
 def _naming(path: Path, results):
