@@ -314,3 +314,48 @@ def test_only_the_examples_a_pass_uses_are_prepared(segmenter, stack):
         support.add(np.roll(image[k % 6], k, axis=1), np.roll(labels[k % 6], k, axis=1))
     seg.predict(support, image[:1], PredictOptions(mode="resize", method="universeg", support_size=16, ensemble=2))
     assert len(seg._tensors) <= 32
+
+
+def test_preview_comes_first_then_the_same_slice_with_the_chosen_plan(segmenter, stack, monkeypatch):
+    image, labels = stack
+    seg = Segmenter(segmenter.model, "cpu", "fp32", size=64)  # a fresh plan cache
+    calls = []
+    import napari_universeg.predict as predict_module
+
+    validated = predict_module.validated_plan
+    monkeypatch.setattr(predict_module, "validated_plan", lambda *a: calls.append(1) or validated(*a))
+    support, progress = _support(image, labels), []
+    preds = list(seg.iter_predict(support, image, indices=[4, 1], preview=True, progress=lambda d, t: progress.append((d, t))))
+    assert [(p.index, p.preview) for p in preds] == [(4, True), (4, False), (1, False)]
+    assert preds[0].plan.provisional and preds[0].plan.describe() == "whole image resized" and len(calls) == 1
+    assert not preds[1].plan.provisional and preds[1].plan.estimate is not None
+    assert progress == [(1, 2), (2, 2)]  # final results only
+    # once chosen there is nothing to preview, and predict() never returns previews
+    again = list(seg.iter_predict(support, image, indices=[4, 1], preview=True))
+    assert [(p.index, p.preview) for p in again] == [(4, False), (1, False)] and len(calls) == 1
+    np.testing.assert_array_equal(again[0].labels, preds[1].labels)
+    seg.forget_plans()
+    assert [p.index for p in seg.predict(support, image, indices=[4, 1], preview=True)] == [4, 1]
+
+
+def test_a_plan_prepared_in_another_thread_is_chosen_once_and_used(segmenter, stack, monkeypatch):
+    import threading
+
+    image, labels = stack
+    seg = Segmenter(segmenter.model, "cpu", "fp32", size=64)
+    calls = []
+    import napari_universeg.predict as predict_module
+
+    validated = predict_module.validated_plan
+    monkeypatch.setattr(predict_module, "validated_plan", lambda *a: calls.append(1) or validated(*a))
+    support = _support(image, labels)
+    chosen = []
+    t = threading.Thread(target=lambda: chosen.append(seg.prepare(support, image.shape[-2:], PredictOptions())))
+    t.start()
+    preds = list(seg.iter_predict(support, image, indices=[2, 3], preview=True))  # meanwhile: waits for it
+    t.join()
+    assert len(calls) == 1 and chosen[0] is not None
+    assert all(p.plan is chosen[0] for p in preds if not p.preview)
+    assert seg.prepare(support, image.shape[-2:], PredictOptions(), cancel=lambda: True) is chosen[0]  # cached
+    fresh = Segmenter(segmenter.model, "cpu", "fp32", size=64)
+    assert fresh.prepare(support, image.shape[-2:], PredictOptions(), cancel=lambda: True) is None  # cancelled

@@ -138,8 +138,9 @@ def test_accept_segments_the_rest_nearest_first_and_keeps_the_users_corrections(
     widget.accept_current_slice()
     wait(widget, qtbot)
     assert len(widget.support) == 3
-    # every slice but the examples (1, 3, 5) and the corrected 6, nearest to slice 3 first
-    assert order == [(2,), (4,), (0,), (7,)]
+    # every slice but the examples (1, 3, 5) and the corrected 6, nearest to slice 3 first; the
+    # first at once with the plan as it was, then again with the plan updated for 3 examples
+    assert order == [(2,), (2,), (4,), (0,), (7,)]
     np.testing.assert_array_equal(out.data[[1, 3, 5, 6]], before[[1, 3, 5, 6]])
     out.undo()  # the re-run is one undo step, back to the state the user had
     np.testing.assert_array_equal(out.data, before)
@@ -425,3 +426,36 @@ def test_instances_painted_object_by_object_are_guessed_segmented_corrected_and_
     w.task.activated.emit(0)
     w.add_current_slice()
     assert w.support.task == "classes" and "task: classes (chosen" in w.status.text()
+
+
+def test_auto_chooses_its_plan_in_the_background_while_the_user_paints(widget, qtbot, monkeypatch):
+    import napari_universeg.predict as predict_module
+
+    calls, order = [], []
+    validated = predict_module.validated_plan
+    monkeypatch.setattr(predict_module, "validated_plan", lambda *a: calls.append(1) or validated(*a))
+    write = S.write_slice
+    monkeypatch.setattr(S, "write_slice", lambda layer, idx, values: order.append(idx) or write(layer, idx, values))
+    widget.add_painted_slices()
+    assert widget.preparer._timer.isActive()  # starts after a pause, in case more examples come
+    qtbot.waitUntil(lambda: widget.preparer.worker is not None, timeout=5000)
+    qtbot.waitUntil(lambda: widget.preparer.worker is None, timeout=300000)
+    assert len(calls) == 1
+    widget.viewer.dims.set_point(0, 2 * 2.0)  # data slice 2
+    run(widget, qtbot, "current")
+    assert len(calls) == 1 and order == [(2,)]  # the choice was made: no preview, no second choice
+    assert not widget.session.last_plan.provisional and widget.status.text().startswith("done (")
+
+
+def test_clicked_before_the_choice_the_slice_comes_at_once_then_refined(widget, qtbot, monkeypatch):
+    order, previews = [], []
+    write = S.write_slice
+    monkeypatch.setattr(S, "write_slice", lambda layer, idx, values: order.append(idx) or write(layer, idx, values))
+    session_write = widget.session.write
+    monkeypatch.setattr(widget.session, "write", lambda layer, r, *a: previews.append(r.preview) or session_write(layer, r, *a))
+    widget.add_painted_slices()
+    widget.viewer.dims.set_point(0, 2 * 2.0)
+    run(widget, qtbot, "current")
+    assert order == [(2,), (2,)] and previews == [True, False]
+    assert widget.session.last_plan.estimate is not None  # the refined result carries the choice
+    widget.preparer.stop()

@@ -16,6 +16,7 @@ from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from . import _layers
+from ._background import PlanPreparer
 from ._settings import CONTROLS, LayerChoice, SettingsBox
 from ._slicing import Index, painted_slices, read_slice
 from ._support_list import SupportBox, button
@@ -40,6 +41,7 @@ class UniverSegWidget(QWidget):
         self._live_timer = QTimer(self, singleShot=True, interval=300)
         self._live_timer.timeout.connect(lambda: self.segment("current"))
         self._build()
+        self.preparer = PlanPreparer(self)  # "auto" chooses its plan while the user paints
         self.viewer.layers.events.inserted.connect(self._on_layers_changed)
         self.viewer.layers.events.removed.connect(self._on_layers_changed)
         self.viewer.layers.events.inserted.connect(self._import_reader_layers)
@@ -122,6 +124,7 @@ class UniverSegWidget(QWidget):
             show_error(f"UniverSeg: {e}")
             return False
         self.support_box.add_item(ex)
+        self.preparer.schedule()
         return True
 
     def add_current_slice(self) -> None:
@@ -185,6 +188,7 @@ class UniverSegWidget(QWidget):
             return
         for ex in loaded:
             self.support_box.add_item(ex)
+        self.preparer.schedule()
         self.status.setText(f"loaded {len(loaded)} example(s) from {Path(path).name}; {self._update_task()}")
 
     def _update_task(self) -> str:
@@ -233,6 +237,7 @@ class UniverSegWidget(QWidget):
         prob_layer = _layers.probability_layer(self.viewer, image) if self.probability_check.isChecked() else None
         self._cancel = False
         channel, device = self.layer_choice.channel() if image.rgb else None, self.device.currentText()
+        self.preparer.keep_only(self.session.run_key(options))
         results = self.session.predictions(image.data, todo, options, channel=channel, device=device, cancel=lambda: self._cancel)
         self._run = ExitStack()
         self._run.enter_context(self.session.undo_group(target))
@@ -296,4 +301,5 @@ class UniverSegWidget(QWidget):
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt API
         self.cancel()
+        self.preparer.stop()
         super().closeEvent(event)

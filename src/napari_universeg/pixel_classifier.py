@@ -10,6 +10,7 @@ probabilities are resized back to the image.
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 
@@ -69,20 +70,23 @@ class FeatureCache:
         self.max_side = max_side
         self.items: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self.bytes = 0
+        self._lock = threading.Lock()  # a run and a plan chosen in the background share the cache
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         """(h, w, F) float32 features of a 2D image at its working shape."""
         image = np.ascontiguousarray(image)
         key = (image.shape, image.dtype.str, self.max_side, hashlib.blake2b(image.data, digest_size=16).digest())
-        if key in self.items:
-            self.items.move_to_end(key)
-            return self.items[key]
+        with self._lock:
+            if key in self.items:
+                self.items.move_to_end(key)
+                return self.items[key]
         feats = pixel_features(to_working(image, working_shape(image.shape, self.max_side)))
-        if feats.nbytes <= self.max_bytes:
-            while self.bytes + feats.nbytes > self.max_bytes:
-                self.bytes -= self.items.popitem(last=False)[1].nbytes
-            self.items[key] = feats
-            self.bytes += feats.nbytes
+        with self._lock:
+            if feats.nbytes <= self.max_bytes and key not in self.items:
+                while self.bytes + feats.nbytes > self.max_bytes:
+                    self.bytes -= self.items.popitem(last=False)[1].nbytes
+                self.items[key] = feats
+                self.bytes += feats.nbytes
         return feats
 
 

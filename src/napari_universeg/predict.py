@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -63,6 +64,7 @@ class SlicePrediction:
     probability: np.ndarray  # (H, W) float32: probability of the chosen class (max over classes; instances: of any object)
     plan: Plan | None = None  # how the model saw the image (what "auto" chose)
     note: str = ""  # why the slice was left empty (a blank slice), for the user
+    preview: bool = False  # a fast first result: the same slice comes again, refined (iter_predict)
 
 
 def _subsets(n: int, options: PredictOptions) -> list[np.ndarray]:
@@ -116,6 +118,10 @@ class Segmenter:
         self._adapted: dict[str, UniverSeg] = {}  # the last adapted copy of the model, by support set
         self._tensors: OrderedDict[str, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()  # _example_tensors
         self._tensor_bytes = 0
+        # A plan may be chosen in the background (prepare) while a run makes its preview: the
+        # caches are shared between threads, and one choice at a time is made (the other waits).
+        self._cache_lock = threading.Lock()
+        self._choosing = threading.Lock()
 
     def forget_plans(self) -> None:
         """Drop the chosen plans: the next call chooses anew even for a support set that grew
@@ -156,14 +162,17 @@ class Segmenter:
         example once per held-out example and view, and normalising a large image costs more
         than hashing it."""
         key = self._support_key([example], scale)
-        if key in self._tensors:
-            self._tensors.move_to_end(key)
-            return self._tensors[key]
+        with self._cache_lock:
+            if key in self._tensors:
+                self._tensors.move_to_end(key)
+                return self._tensors[key]
         pair = self._image_tensor(example.image.astype(np.float32), scale), self._mask_tensor(example.mask, scale)
-        self._tensors[key] = pair
-        self._tensor_bytes += sum(t.nbytes for t in pair)
-        while self._tensor_bytes > TENSOR_CACHE_BYTES and len(self._tensors) > 1:
-            self._tensor_bytes -= sum(t.nbytes for t in self._tensors.popitem(last=False)[1])
+        with self._cache_lock:
+            if key not in self._tensors:
+                self._tensors[key] = pair
+                self._tensor_bytes += sum(t.nbytes for t in pair)
+            while self._tensor_bytes > TENSOR_CACHE_BYTES and len(self._tensors) > 1:
+                self._tensor_bytes -= sum(t.nbytes for t in self._tensors.popitem(last=False)[1])
         return pair
 
     def _support_tensors(self, examples: Sequence[Example], classes: Sequence[int], plan: Plan, options: PredictOptions):
@@ -213,22 +222,27 @@ class Segmenter:
         channel: int | None = None,
         cancel: Callable[[], bool] | None = None,
         progress: Callable[[int, int], None] | None = None,
+        preview: bool = False,
     ) -> Iterator[SlicePrediction]:
         """Yield one SlicePrediction per query slice as soon as it is done.
 
         ``images``: a sequence of 2D (or RGB/multichannel) slices, or a (N, H, W) stack; with
         ``indices`` only those slices are read (dask arrays stay lazy). ``cancel`` is checked
         between batches; when it returns True the iteration stops. ``progress(done, total)`` is
-        called after each slice.
+        called after each final slice. With ``preview`` (interactive use), when "auto" has not
+        chosen its plan for these examples yet, the first slice comes at once from UniverSeg on
+        the resized image (``preview=True``), then again with the chosen plan.
         """
-        results = self._iter_predict(support, images, options, indices, channel, cancel)
+        results = self._iter_predict(support, images, options, indices, channel, cancel, preview)
         total = len(images) if indices is None else len(indices)
-        for done, pred in enumerate(results, 1):
-            if progress is not None:
+        done = 0
+        for pred in results:
+            done += not pred.preview
+            if progress is not None and not pred.preview:
                 progress(done, total)
             yield pred
 
-    def _iter_predict(self, support, images, options, indices, channel, cancel) -> Iterator[SlicePrediction]:
+    def _iter_predict(self, support, images, options, indices, channel, cancel, preview=False) -> Iterator[SlicePrediction]:
         options = options or PredictOptions()
         options.validate()
         if not support.enabled():
@@ -243,7 +257,7 @@ class Segmenter:
         blank: dict[int, str] = {}  # slices with nothing to segment -> why; they come out empty
         first_index = indices[0]
         first = self._read_query(images, first_index, channel, blank)
-        plan = self.plan(support, first.shape, options, cancel, provisional=len(indices) > 1)
+        plan = self.plan(support, first.shape, options, cancel, provisional=preview or len(indices) > 1, quick=preview)
         if plan is None:  # cancelled while choosing
             return
         examples = support.enabled()
@@ -251,12 +265,17 @@ class Segmenter:
         def read(i: int) -> np.ndarray:
             return first if i == first_index else self._read_query(images, i, channel, blank)
 
-        if plan.provisional:  # the first result with the previous plan, the rest with the updated one
-            yield from self._predict_with(plan, examples, classes, options, indices[:1], read, cancel, blank)
-            plan = self.plan(support, first.shape, options, cancel, provisional=False)
-            if plan is None:
+        if plan.provisional:  # the first result with a plan at hand, the rest with the chosen one
+            quick = list(self._predict_with(plan, examples, classes, options, indices[:1], read, cancel, blank))
+            yield from (replace(pred, preview=preview) for pred in quick)
+            provisional, plan = plan, self.plan(support, first.shape, options, cancel, provisional=False)
+            if plan is None or not quick:  # cancelled
                 return
-            indices = indices[1:]
+            same = plan == provisional and not plan.uses_classifier  # the first slice would come out the same
+            if preview and same:
+                yield replace(quick[0], plan=plan)
+            if same or not preview:  # the provisional result stands (a grown set's previous plan)
+                indices = indices[1:]
         yield from self._predict_with(plan, examples, classes, options, indices, read, cancel, blank)
 
     def _read_query(self, images, i: int, channel: int | None, blank: dict[int, str]) -> np.ndarray:
@@ -422,6 +441,7 @@ class Segmenter:
         options: PredictOptions,
         cancel: Callable[[], bool] | None = None,
         provisional: bool = True,
+        quick: bool = False,
     ) -> Plan | None:
         """How images of query_shape will be segmented (cached per support set and options).
 
@@ -434,25 +454,52 @@ class Segmenter:
         last choice in all. With ``provisional``, a grown set first gets the previous plan as it
         was (classifier included), marked ``provisional``: iter_predict makes the first result
         with it, then calls again with ``provisional=False`` for the rest, so the slice the user
-        looks at after an accept comes without waiting for the update.
-        None if ``cancel`` returned True."""
+        looks at after an accept comes without waiting for the update. With ``quick`` too, a set
+        with nothing to carry over gets UniverSeg on the resized image, marked ``provisional``.
+        One choice is made at a time: a call that needs one waits for a choice in progress in
+        another thread (``prepare``) and takes its result. None if ``cancel`` returned True."""
         examples = support.enabled()
         if options.mode != "auto" and options.method in ("auto", "universeg"):
             return choose_plan(examples, query_shape, self.size, options.mode, options.scale)
         context = self._support_key([], (query_shape, replace(options, adapt=False)))
         members = frozenset(self._support_key([ex], None) for ex in examples)
         key = self._support_key(examples, context)
-        if key in self._plans and (provisional or not self._plans[key][0].provisional):
-            self._plans[key] = self._plans.pop(key)  # most recently used last
-            return self._plans[key][0]
-        classes = self._classes(support, options)
+        cached = self._cached_plan(key)
+        if cached is not None:
+            return cached
         # Only a choice made by "auto" carries over (a given mode has nothing to choose).
-        earlier = [(len(m), p) for p, c, m in self._plans.values() if c == context and m < members] if options.mode == "auto" else []
+        with self._cache_lock:
+            earlier = [(len(m), p) for p, c, m in self._plans.values() if c == context and m < members] if options.mode == "auto" else []
         grown = replace(max(earlier, key=lambda e: e[0])[1]) if earlier else None  # the largest set it grew from
         if grown is not None and provisional:
-            plan = grown  # as it was, classifier included (UniverSeg sees the new examples)
-            plan.provisional = True
-        elif grown is not None and len(examples) < 2 * grown.examples:
+            grown.provisional = True  # as it was, classifier included (UniverSeg sees the new examples)
+            return grown
+        if quick and options.mode == "auto" and options.method != "pixels":
+            return Plan("resize", method="universeg", examples=len(examples), provisional=True)
+        with self._choosing:
+            cached = self._cached_plan(key)  # chosen meanwhile by another thread
+            if cached is not None:
+                return cached
+            plan = self._choose(examples, query_shape, options, self._classes(support, options), grown, cancel)
+            if plan is None:
+                return None
+            with self._cache_lock:
+                self._plans[key] = (plan, context, members)
+                while len(self._plans) > PLANS_KEPT:
+                    self._plans.pop(next(iter(self._plans)))
+        return plan
+
+    def _cached_plan(self, key: str) -> Plan | None:
+        with self._cache_lock:
+            if key in self._plans:
+                self._plans[key] = self._plans.pop(key)  # most recently used last
+                return self._plans[key][0]
+        return None
+
+    def _choose(self, examples, query_shape, options: PredictOptions, classes, grown: Plan | None, cancel) -> Plan | None:
+        """Segmenter.plan's choice when nothing is cached: ``grown`` (the plan of a set these
+        examples grew from) with its classifier refitted, or a new choice."""
+        if grown is not None and len(examples) < 2 * grown.examples:
             plan = grown
             plan.provisional = False
             if plan.uses_classifier:
@@ -477,10 +524,20 @@ class Segmenter:
             view = choose_plan(examples, query_shape, self.size, options.mode, options.scale)
             plan = Plan(view.mode, view.scale, options.method, examples=len(examples))
             plan.classifier = fit_classifier(examples, classes, self.features, options.seed)
-        self._plans[key] = (plan, context, members)
-        while len(self._plans) > PLANS_KEPT:
-            self._plans.pop(next(iter(self._plans)))
         return plan
+
+    def prepare(
+        self, support: SupportSet, query_shape: tuple[int, int], options: PredictOptions, cancel: Callable[[], bool] | None = None
+    ) -> Plan | None:
+        """Choose (and cache) the plan that a run of these examples on images of ``query_shape``
+        (H, W) will use, e.g. in the background while the user paints; None if cancelled."""
+        options.validate()
+        if not support.enabled():
+            return None
+        if options.task == "instances":  # the objects' union decides the plan (_iter_instances)
+            fg = [Example(ex.image, (ex.mask > 0).astype(np.int32), ex.source, True, ex.meta) for ex in support.enabled()]
+            return self.plan(SupportSet(fg), query_shape, replace(options, task="classes", classes=None), cancel, provisional=False)
+        return self.plan(support, query_shape, options, cancel, provisional=False)
 
     def _read(self, images, i: int, channel: int | None) -> np.ndarray:
         im = to_grey(np.asarray(images[i]), channel, what=f"slice {i}")
@@ -521,8 +578,8 @@ class Segmenter:
         return SlicePrediction(index, labels, probs.max(0).astype(np.float32), plan)
 
     def predict(self, support: SupportSet, images, options: PredictOptions | None = None, **kwargs) -> list[SlicePrediction]:
-        """All of ``iter_predict`` as a list (same arguments)."""
-        return list(self.iter_predict(support, images, options, **kwargs))
+        """The final results of ``iter_predict`` as a list (same arguments; previews left out)."""
+        return [p for p in self.iter_predict(support, images, options, **kwargs) if not p.preview]
 
 
 def _scaled(shape, scale: float) -> tuple[int, int]:

@@ -10,6 +10,7 @@ plain arrays where only data is needed. The widget moves data between napari and
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ class SliceResult:
     note: str = ""  # why the slice was left empty (a blank slice), naming ``index``
     plan: object = None  # how the model saw the image (predict.Plan), None if unknown
     objects: bool = False  # task "instances": labels are objects, renumbered when written
+    preview: bool = False  # a fast first result; the same slice comes again, refined
 
 
 def digest(labels: np.ndarray) -> str:
@@ -73,6 +75,7 @@ class AnnotationSession:
         self._next_id: dict[str, int] = {}  # layer name -> first free object id in the current run
         self._segmenter = None
         self._segmenter_device: str | None = None
+        self._loading = threading.Lock()  # a run and a background choice may both ask for it first
 
     # -- support set ------------------------------------------------------------------------
     def add(
@@ -196,10 +199,11 @@ class AnnotationSession:
         """The predict.Segmenter with the default weights on ``device``, loaded once (imports torch)."""
         from .predict import Segmenter
 
-        if self._segmenter is None or self._segmenter_device != device:
-            self._segmenter = Segmenter.from_weights("default", device=device)
-            self._segmenter_device = device
-        return self._segmenter
+        with self._loading:
+            if self._segmenter is None or self._segmenter_device != device:
+                self._segmenter = Segmenter.from_weights("default", device=device)
+                self._segmenter_device = device
+            return self._segmenter
 
     def predictions(
         self,
@@ -212,7 +216,8 @@ class AnnotationSession:
         cancel: Callable[[], bool] | None = None,
     ) -> Iterator[SliceResult]:
         """Segment slices ``todo`` of ``image`` ((..., H, W) or (..., H, W, C), numpy or dask) with
-        the enabled examples as they are now; yields a SliceResult per slice as it is done.
+        the enabled examples as they are now; yields a SliceResult per slice as it is done. While
+        "auto" chooses its plan, the first slice comes as a preview first (Segmenter.iter_predict).
 
         The examples and slices are taken when this is called; the model is loaded and the slices
         are read while iterating (in a worker thread). ``cancel`` is checked between batches.
@@ -223,10 +228,10 @@ class AnnotationSession:
 
         def run() -> Iterator[SliceResult]:
             seg = self.segmenter(device)
-            for pred in seg.iter_predict(support, view, options, channel=channel, cancel=cancel):
+            for pred in seg.iter_predict(support, view, options, channel=channel, cancel=cancel, preview=True):
                 index = view.indices[pred.index]
                 note = pred.note.replace(f"slice {pred.index}", f"slice {_where(index)}", 1) if pred.note else ""
-                yield SliceResult(index, pred.labels, pred.probability, note, pred.plan, objects=options.task == "instances")
+                yield SliceResult(index, pred.labels, pred.probability, note, pred.plan, options.task == "instances", pred.preview)
 
         return run()
 
@@ -234,7 +239,8 @@ class AnnotationSession:
         """Write a result into its slice of ``layer`` (undoable, see write_slice) and record its
         digest, expected Dice, note and plan. Objects get ids no other label of the layer has. With ``fill_painted`` a slice that has labels
         (painted meanwhile) is kept and nothing is recorded; returns whether it was written."""
-        if fill_painted and read_slice(layer.data, result.index).any():
+        ours = (layer.name, result.index) in self.written and not self.edited(layer, result.index)
+        if fill_painted and read_slice(layer.data, result.index).any() and not ours:
             return False
         labels = result.labels
         if result.objects:  # ids unique in the layer: above every label it held when the run began
@@ -243,11 +249,21 @@ class AnnotationSession:
         write_slice(layer, result.index, labels)
         self.written[layer.name, result.index] = digest(read_slice(layer.data, result.index))
         self.expected[result.index] = expected_dice(labels, result.probability)
-        if result.note:
+        if result.note and not result.preview:
             self.notes.append(result.note)
         if result.plan is not None:
             self.last_plan = result.plan
         return True
+
+    def run_key(self, options: PredictOptions) -> tuple:
+        """What a run's plan depends on besides the image size: the enabled examples and the options."""
+        return [id(ex) for ex in self.support.enabled()], options
+
+    def prepare(self, shape: tuple[int, int], options: PredictOptions, device: str = "auto", cancel: Callable[[], bool] | None = None):
+        """Choose the plan for the enabled examples and query slices of ``shape`` (H, W) now, so
+        that the next run finds it (Segmenter.prepare; in a worker thread); None if cancelled."""
+        support = SupportSet(self.support.enabled(), task=self.support.task)
+        return self.segmenter(device).prepare(support, tuple(shape), options, cancel)
 
     def summary(self, cancelled: bool) -> str:
         """The status line at the end of a run: what "auto" chose and how well it should do."""
