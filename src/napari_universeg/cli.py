@@ -229,9 +229,10 @@ def _resolve_task(args, options, support) -> None:
 def _segment_ome_zarr(args, options) -> None:
     """``segment`` on an OME-Zarr image: labels into its labels/ group, here or on a dask cluster
     (distributed.segment_ome_zarr); ``--check`` only reports whether an earlier run finished."""
-    from .ome_zarr_io import open_labels, open_ome_zarr
+    from .ome_zarr_io import check_labels_name, open_labels, open_ome_zarr
 
     src = Path(args.input)
+    check_labels_name(args.labels_name)
     if args.out is not None:
         raise ValueError(f"the labels of an OME-Zarr input go into {src}/labels/: name them with --labels-name, not --out")
     if args.probabilities:

@@ -312,14 +312,19 @@ def _label_levels(volume: ZarrVolume) -> list[dict[str, int]]:
     return factors
 
 
+def check_labels_name(name: str) -> None:
+    """A ValueError unless ``name`` can name a labels image (one plain path component)."""
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        raise ValueError(f"labels name {name!r} must be a plain name (no '/', not starting with '.')")
+
+
 def open_labels(volume: ZarrVolume, name: str) -> LabelsTarget | None:
     """The existing labels image ``name`` of a run of ours, or None if there is none of that name.
     A labels image of that name that this plugin did not write is a ValueError (it is not ours to
     resume or replace)."""
     import zarr
 
-    if not name or "/" in name or name.startswith("."):
-        raise ValueError(f"labels name {name!r} must be a plain name (no '/', not starting with '.')")
+    check_labels_name(name)
     try:
         group = zarr.open_group(store=volume.path, path=f"labels/{name}", mode="r")
     except (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError):
