@@ -1,5 +1,5 @@
-"""napari layer helpers of the dock widget (no Qt): the layers a run writes to, the slice on
-display, the checks on a chosen pair of layers, and the lock on a layer during a run."""
+"""napari layer helpers of the dock widget (no Qt): the layers a run writes to and how they look,
+the slice on display, the checks on a chosen pair of layers, and the lock on a layer during a run."""
 
 from __future__ import annotations
 
@@ -8,11 +8,16 @@ from contextlib import contextmanager
 
 import numpy as np
 from napari.layers import Image, Labels
+from napari.utils.colormaps import CyclicLabelColormap, DirectLabelColormap
 
 from ._slicing import Index
 from .preprocess import label_dtype
 
 OUTPUT_SUFFIX = " universeg"  # the output layer of image "cells" is "cells universeg"
+# Results in saturated colours that napari's default (pastel, random) label colours of the painted
+# layers do not use: yellow for class 1, then magenta, cyan, ... Painted layers keep napari's defaults.
+RESULT_COLOURS = ("#ffe600", "#ff00ff", "#00ffff", "#ff8000", "#00ff4d", "#4d80ff", "#ff3333", "#ffffff")
+STYLE_KEY = "universeg_style"  # in an output layer's metadata: the style it was given last
 
 
 def spatial_shape(image: Image) -> tuple[int, ...]:
@@ -58,12 +63,57 @@ def output_layer(viewer, image: Image, max_label: int = 1, create: bool = True) 
     if name in viewer.layers:
         layer = viewer.layers[name]
         if isinstance(layer, Labels) and tuple(layer.data.shape) == shape:
-            return widened(layer, max_label)
+            return style_output(widened(layer, max_label), max_label) if create else layer
         name = f"{name} {len(viewer.layers)}"
     if not create:
         return None
     n = len(shape)
-    return viewer.add_labels(np.zeros(shape, label_dtype(max_label)), name=name, scale=image.scale[:n], translate=image.translate[:n], opacity=0.6)
+    with keep_selection(viewer):
+        layer = viewer.add_labels(np.zeros(shape, label_dtype(max_label)), name=name, scale=image.scale[:n], translate=image.translate[:n])
+    return style_output(layer, max_label)
+
+
+def style_output(layer: Labels, max_label: int) -> Labels:
+    """Give the output ``layer`` the look of results, unlike a painting (napari's random pastel
+    colours, filled, opacity 0.7), for labels up to ``max_label``:
+
+    - classes (``max_label`` up to len(RESULT_COLOURS)): one fixed saturated colour per class
+      (RESULT_COLOURS), filled at half opacity so the image shows through;
+    - more values than colours (object ids of the "instances" task, up to 2**31 - 1): one colour
+      for all objects would hide where touching objects meet, and random colours would look like a
+      painting, so outlines (contour 2) cycling through RESULT_COLOURS: every object has its own
+      outline whatever colour its neighbour got.
+
+    Done when the layer is made and when the kind changes (recorded in its metadata), so a colour
+    the user picked for a layer stays from run to run."""
+    style = "classes" if max_label <= len(RESULT_COLOURS) else "objects"
+    if layer.metadata.get(STYLE_KEY) == style:
+        return layer
+    if style == "classes":
+        layer.colormap = DirectLabelColormap(color_dict={None: "transparent", 0: "transparent", **dict(enumerate(RESULT_COLOURS, 1))})
+        layer.contour, layer.opacity = 0, 0.5
+    else:
+        layer.colormap = CyclicLabelColormap(colors=["transparent", *RESULT_COLOURS])
+        layer.contour, layer.opacity = 2, 0.9
+    layer.metadata[STYLE_KEY] = style
+    return layer
+
+
+@contextmanager
+def keep_selection(viewer) -> Iterator[None]:
+    """The layer selection (and the active layer: the one the user paints on) as it was before,
+    after adding layers inside (napari selects a layer it adds)."""
+    selection = viewer.layers.selection
+    selected, active = set(selection), selection.active
+    try:
+        yield
+    finally:
+        kept = [layer for layer in selected if layer in viewer.layers]
+        if active is not None and active in viewer.layers:
+            selection.active = active
+        else:
+            selection.clear()
+            selection.update(kept)
 
 
 def widened(layer: Labels, max_label: int) -> Labels:
@@ -74,21 +124,30 @@ def widened(layer: Labels, max_label: int) -> Labels:
 
 
 def probability_layer(viewer, image: Image) -> Image:
-    """The hidden float32 Image layer "<image> universeg probability" (0..1), made if missing."""
+    """The float32 Image layer "<image> universeg probability" (0..1), made if missing, shown: a
+    heat map (magma, contrast limits 0..1, with its colour bar) added onto the image just above it,
+    under the labels layers; the selected layer stays as it was."""
     name = f"{image.name}{OUTPUT_SUFFIX} probability"
     shape = spatial_shape(image)
     if name in viewer.layers and viewer.layers[name].data.shape == shape:
-        return viewer.layers[name]
+        layer = viewer.layers[name]
+        layer.visible = True  # asked for again: shown again
+        return layer
     n = len(shape)
-    return viewer.add_image(
+    layer = Image(
         np.zeros(shape, np.float32),
         name=name,
         scale=image.scale[:n],
         translate=image.translate[:n],
         colormap="magma",
         contrast_limits=(0, 1),
-        visible=False,
+        blending="additive",
+        opacity=0.8,
     )
+    layer.colorbar.visible = True
+    with keep_selection(viewer):
+        viewer.layers.insert(viewer.layers.index(image) + 1 if image in viewer.layers else len(viewer.layers), layer)
+    return layer
 
 
 @contextmanager
