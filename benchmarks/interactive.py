@@ -2,8 +2,8 @@
 
     xvfb-run -a python -m benchmarks.interactive [--data ../shared/evaldata] [--examples 8] [--json PATH]
 
-The dock widget on a stack of 1024 x 1024 slices (fluo_nuclei_gowt1_hela: ``--examples`` painted
-slices, then one to segment), "Segment slice" in auto mode, in three situations:
+The dock widget on a stack of 1024 x 1024 slices (fluo_nuclei_nih3t3, 1024 x 1344 images cropped
+to their left 1024 columns: ``--examples`` painted slices, then one to segment), "Segment slice" in auto mode, in three situations:
 - engine only, no preview: the first result of Segmenter.predict (the choice, then the slice);
 - clicked at once: the user clicks right after adding the examples (a preview first, then the
   slice again with the chosen plan);
@@ -29,14 +29,15 @@ from napari_universeg.predict import PredictOptions
 from napari_universeg.support import SupportSet
 
 TICK_MS = 10
-SET = "fluo_nuclei_gowt1_hela"
+SET = "fluo_nuclei_nih3t3"
+SIDE = 1024
 
 
 def _stack(data: Path, n: int) -> tuple[np.ndarray, np.ndarray]:
     ds = load_dataset(data / SET)
     ids = ds.ids[: n + 1]
-    image = np.stack([ds.image(i) for i in ids])
-    painted = np.stack([ds.mask(i) for i in ids]).astype(np.uint8)
+    image = np.stack([ds.image(i)[:SIDE, :SIDE] for i in ids])
+    painted = np.stack([ds.mask(i)[:SIDE, :SIDE] for i in ids]).astype(np.uint8)
     painted[-1] = 0  # the slice to segment
     return image, painted
 

@@ -125,3 +125,17 @@ def test_image_size_must_be_divisible():
     q, si, sl = _inputs(1, 1, 20)
     with pytest.raises(ValueError, match="divisible by 8"):
         model(q, si, sl)
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 4, 100])
+def test_support_items_a_few_at_a_time_give_the_same_output(chunk):
+    model = UniverSeg(TINY["enc"], TINY["dec"]).eval().to(memory_format=torch.channels_last)
+    q, si, sl = _inputs(2, 7, 32, seed=3)
+    with torch.inference_mode():
+        whole = model(q, si, sl)
+        shared = model.support_features(si[:1], sl[:1])
+        parts = model(q, si, sl, chunk=chunk)
+        parts_shared = model(q, support_features=shared, chunk=chunk)
+        whole_shared = model(q, support_features=shared)
+    torch.testing.assert_close(parts, whole, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(parts_shared, whole_shared, rtol=1e-5, atol=1e-6)

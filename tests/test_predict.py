@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from napari_universeg import PredictOptions, Segmenter, SupportSet, UniverSeg
+from napari_universeg.options import CHOOSING
 from napari_universeg.predict import Plan, candidate_plans, choose_plan, object_thickness
 from napari_universeg.sample_data import synthetic_stack
 
@@ -70,8 +71,8 @@ def test_only_requested_slices_are_read(segmenter, stack):
 def test_progress_is_reported_per_slice(segmenter, stack):
     image, labels = stack
     seen = []
-    segmenter.predict(_support(image, labels), image, PredictOptions(mode="resize"), indices=[0, 2, 4], progress=lambda d, t: seen.append((d, t)))
-    assert seen == [(1, 3), (2, 3), (3, 3)]
+    segmenter.predict(_support(image, labels), image, PredictOptions(mode="resize"), indices=[0, 2, 4], progress=lambda *p: seen.append(p))
+    assert seen == [("segmenting", 1, 3), ("segmenting", 2, 3), ("segmenting", 3, 3)]
 
 
 def test_cancel_stops_between_batches(segmenter, stack):
@@ -325,11 +326,13 @@ def test_preview_comes_first_then_the_same_slice_with_the_chosen_plan(segmenter,
     validated = predict_module.validated_plan
     monkeypatch.setattr(predict_module, "validated_plan", lambda *a: calls.append(1) or validated(*a))
     support, progress = _support(image, labels), []
-    preds = list(seg.iter_predict(support, image, indices=[4, 1], preview=True, progress=lambda d, t: progress.append((d, t))))
+    preds = list(seg.iter_predict(support, image, indices=[4, 1], preview=True, progress=lambda *p: progress.append(p)))
     assert [(p.index, p.preview) for p in preds] == [(4, True), (4, False), (1, False)]
     assert preds[0].plan.provisional and preds[0].plan.describe() == "whole image resized" and len(calls) == 1
     assert not preds[1].plan.provisional and preds[1].plan.estimate is not None
-    assert progress == [(1, 2), (2, 2)]  # final results only
+    assert [p for p in progress if p[0] == "segmenting"] == [("segmenting", 1, 2), ("segmenting", 2, 2)]  # final results only
+    chose = [p for p in progress if p[0] != "segmenting"]
+    assert chose[0][0] == CHOOSING and chose[-1][1] == chose[-1][2] > 0  # the choice, to its end
     # once chosen there is nothing to preview, and predict() never returns previews
     again = list(seg.iter_predict(support, image, indices=[4, 1], preview=True))
     assert [(p.index, p.preview) for p in again] == [(4, False), (1, False)] and len(calls) == 1

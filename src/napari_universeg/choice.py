@@ -181,8 +181,10 @@ def validated_plan(
     threshold: float = 0.5,
     seed: int = 0,
     cancel: Callable[[], bool] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Plan | None:
     """Leave-one-out choice among the candidates (module docstring); None if ``cancel`` fired.
+    ``progress(done, total)`` after each held-out prediction (total: the most there can be).
 
     ``universeg_probs(support, image, plan)`` gives (C, H, W) probabilities of ``classes`` for a 2D
     image from a list of examples. Only ``methods`` are tried ("pixels" needs no UniverSeg view).
@@ -209,6 +211,13 @@ def validated_plan(
 
     views = [] if methods == ("pixels",) else candidate_plans([query_shape] + [ex.image.shape[:2] for ex in examples], size)
     views = views[:1] + views[:0:-1]  # resize, then tiles from the coarsest scale to the finest
+    steps = [0, len(held) * (len(views) + ("pixels" in methods or "blend" in methods))]
+
+    def step() -> None:
+        steps[0] += 1
+        if progress is not None:
+            progress(*steps)
+
     tried: list[Plan] = []  # every candidate, with its held-out Dice as estimate
     view_probs = []
     dices: list[list[float]] = []  # per view tried, per held-out example
@@ -218,6 +227,7 @@ def validated_plan(
             if cancel is not None and cancel():
                 return None
             probs.append(universeg_probs(others(h), examples[h].image, view))
+            step()
             mine.append(score(probs[-1:], truths[h : h + 1]))
             leader = max((d for d in dices if len(d) == len(held)), key=np.mean, default=None)
             if len(mine) >= 2 and leader is not None and np.mean(mine) < np.mean(leader[: len(mine)]) - MARGIN:
@@ -244,6 +254,7 @@ def validated_plan(
                 return None
             forest = fit_classifier(others(h), classes, features, seed + h, -(-N_TREES // len(held)))
             pixel_probs.append(classifier_probs(forest, examples[h].image, classes, features))
+            step()
         tried.append(Plan("resize", 1.0, "pixels", estimate=score(pixel_probs), held_out=len(held)))
         if views:
             blend = [(u + p) / 2 for u, p in zip(view_probs[best], pixel_probs)]
@@ -260,4 +271,6 @@ def validated_plan(
     plan = replace(chosen, candidates=tried, held_out=len(held), examples=len(originals))
     if plan.uses_classifier:
         plan.classifier = fit_classifier(originals, classes, features, seed)
+    if progress is not None:
+        progress(steps[1], steps[1])  # views dropped early leave steps out
     return plan

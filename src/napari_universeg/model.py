@@ -14,13 +14,21 @@ W_v * v), so the items are averaged first and convolved once (exact; 1.5x per su
 
 Shapes: query (B, C, H, W); support (Bs, S, C, H, W) with Bs = B, or Bs = 1 for a support set
 shared by all B queries (its first-block term is then computed once).
+
+With ``chunk`` (inference), each block takes the support items a few at a time (at most ``chunk``
+query x support items), so that only the blocks' outputs are held for all items, not their
+intermediate terms; of the first block's outputs only what the rest uses is kept (pooled, and
+their mean for the last decoder block). The same sums in the same order: at S = 64 a 512 px
+stack peaked at +407 MB instead of +941 MB above the loaded model (benchmarks/stacks.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -38,13 +46,42 @@ def _conv5d(x: Tensor, conv: nn.Conv2d) -> Tensor:
     return y.view(b, s, *y.shape[1:])
 
 
-def _mean_over_support(t: Tensor) -> Tensor:
-    """Mean over dim 1 of (B, S, C, H, W) by elementwise adds: conv outputs come in blocked or
-    channels-last layouts for which a reduction over dim 1 was up to 10x slower on CPU."""
-    acc = t[:, 0].clone()
-    for i in range(1, t.shape[1]):
+def _sum_over_support(t: Tensor, acc: Tensor | None = None) -> Tensor:
+    """``acc`` plus the sum over dim 1 of (B, S, C, H, W), by elementwise adds in item order: conv
+    outputs come in blocked or channels-last layouts for which a reduction over dim 1 was up to
+    10x slower on CPU."""
+    start = 0
+    if acc is None:
+        acc, start = t[:, 0].clone(), 1
+    for i in range(start, t.shape[1]):
         acc.add_(t[:, i])
-    return acc.div_(t.shape[1])
+    return acc
+
+
+def _mean_over_support(t: Tensor) -> Tensor:
+    """Mean over dim 1 of (B, S, C, H, W)."""
+    return _sum_over_support(t).div_(t.shape[1])
+
+
+def _items_like(part: Tensor, items: int) -> Tensor:
+    """An empty (B, items, C, H, W) tensor with the memory layout of ``part`` (B, k, C, H, W)."""
+    flat = part.flatten(0, 1)
+    layout = torch.channels_last if flat.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+    b = part.shape[0]
+    out = torch.empty((b * items, *flat.shape[1:]), dtype=part.dtype, device=part.device, memory_format=layout)
+    return out.view(b, items, *flat.shape[1:])
+
+
+def _pool5d(v: Tensor) -> Tensor:
+    """2x2 max pooling of every item of (B, S, C, H, W)."""
+    y = F.max_pool2d(v.flatten(0, 1), 2)
+    return y.view(*v.shape[:3], *y.shape[-2:])
+
+
+def _up5d(v: Tensor) -> Tensor:
+    """2x bilinear upsampling of every item of (B, S, C, H, W)."""
+    y = F.interpolate(v.flatten(0, 1), scale_factor=2, mode="bilinear", align_corners=True)
+    return y.view(*v.shape[:3], *y.shape[-2:])
 
 
 def _split_conv(groups: Sequence[Tensor], weight: Tensor) -> Tensor:
@@ -60,6 +97,34 @@ def _split_conv(groups: Sequence[Tensor], weight: Tensor) -> Tensor:
     if groups[0].dim() == 5:
         out = out.view(*groups[0].shape[:2], *out.shape[1:])
     return out
+
+
+def _items_of(t: Tensor, part: slice) -> Tensor:
+    return t[:, part]
+
+
+def _encoder_term(block: CrossBlock, v: Tensor, pooled: bool, part: slice) -> Tensor:
+    """An encoder block's support term of the items ``part`` of the previous block's output
+    (pooled here unless it was kept ``pooled``)."""
+    return block.support_term([v[:, part] if pooled else _pool5d(v[:, part])])
+
+
+class _PooledAndMean:
+    """What the network uses of the first block's support outputs: pooled, for the next block, and
+    their mean over the items, for the last decoder block (which sees only the mean). Keeping
+    these instead of the outputs saves the largest tensor of a pass (S x 64 x H x W)."""
+
+    def __init__(self):
+        self.total: Tensor | None = None
+
+    def __call__(self, out: Tensor) -> Tensor:
+        self.total = _sum_over_support(out, self.total)
+        return _pool5d(out)
+
+
+def _upsampled_term(block: CrossBlock, v: Tensor, skip_v: Tensor, part: slice) -> Tensor:
+    """A decoder block's support term of the items ``part``: the block below, upsampled, and the skip."""
+    return block.support_term([_up5d(v[:, part]), skip_v[:, part]])
 
 
 class CrossBlock(nn.Module):
@@ -78,16 +143,37 @@ class CrossBlock(nn.Module):
         """W_v * v for support groups of shape (Bs, S, c, H, W); bias excluded."""
         return _split_conv(support, self.cross_weight[:, self.query_in :])
 
-    def forward(self, query: Sequence[Tensor], support_term: Tensor, need_support: bool = True) -> tuple[Tensor, Tensor | None]:
-        """(u', V') from query groups (B, c, H, W) and the support term (Bs, S, C, H, W) of
-        ``support_term``; V' is None when ``need_support`` is False."""
+    def forward(
+        self,
+        query: Sequence[Tensor],
+        support_term: Callable[[slice], Tensor],
+        items: int,
+        need_support: bool = True,
+        chunk: int | None = None,
+        keep: Callable[[Tensor], Tensor] | None = None,
+    ) -> tuple[Tensor, Tensor | None]:
+        """(u', V') from query groups (B, c, H, W) and ``support_term(items_slice)``, the support
+        term (Bs, k, C, H, W) of those of the ``items`` support items; V' (B, items, C, H, W) is
+        None when ``need_support`` is False. With ``chunk``, at most that many query x support
+        items at a time; with ``keep``, V' holds ``keep(part)`` of each part of the items instead."""
         zu = _split_conv(query, self.cross_weight[:, : self.query_in])
         zu = zu + self.cross_bias[:, None, None]  # (B, C, H, W)
-        u = _act(self.target_conv(zu + _mean_over_support(support_term)))  # mean_i (zu + zv_i)
-        if not need_support:
-            return u, None
-        z = zu[:, None] + support_term  # (B, S, C, H, W), broadcast over a shared support
-        return u, _act(_conv5d(z, self.support_conv))
+        step = items if chunk is None else max(1, chunk // zu.shape[0])
+        total, v = None, None
+        for start in range(0, items, step):
+            part = slice(start, min(items, start + step))
+            term = support_term(part)
+            total = _sum_over_support(term, total)
+            if need_support:  # z_i = zu + zv_i, broadcast over a shared support
+                out = _act(_conv5d(zu[:, None] + term, self.support_conv))
+                out = out if keep is None else keep(out)
+                if step >= items:
+                    v = out
+                else:
+                    v = _items_like(out, items) if v is None else v
+                    v[:, part] = out
+        u = _act(self.target_conv(zu + total.div_(items)))  # mean_i (zu + zv_i)
+        return u, v
 
 
 @dataclass(frozen=True)
@@ -150,10 +236,12 @@ class UniverSeg(nn.Module):
         support_labels: Tensor | None = None,
         *,
         support_features: Tensor | None = None,
+        chunk: int | None = None,
     ) -> Tensor:
         """Logits (B, 1, H, W) float for query images (B, 1, H, W) from support images and binary
         labels (B or 1, S, 1, H, W) float in [0, 1], or from ``support_features`` (precomputed with
-        ``support_features()``). H and W must be multiples of ``divisor``."""
+        ``support_features()``). H and W must be multiples of ``divisor``. ``chunk``: at most this
+        many query x support items at a time (bounds memory; for inference)."""
         if support_features is None:
             if support_images is None or support_labels is None:
                 raise ValueError("give support_images and support_labels, or support_features")
@@ -162,28 +250,26 @@ class UniverSeg(nn.Module):
         if h % self.divisor or w % self.divisor:
             raise ValueError(f"image size {h}x{w} must be divisible by {self.divisor}")
 
-        u: Tensor = target_image
-        v: Tensor | None = None
-        skips: list[tuple[Tensor, Tensor]] = []
-        for i, block in enumerate(self.encoder):
-            if i > 0:
-                u = F.max_pool2d(u, 2)
-                v = F.max_pool2d(v.flatten(0, 1), 2).view(*v.shape[:3], u.shape[-2], u.shape[-1])
-            term = support_features if i == 0 else block.support_term([v])
-            u, v = block([u], term)
+        items = support_features.shape[1]
+        first = _PooledAndMean() if self.decoder else None
+        u, v = self.encoder[0]([target_image], partial(_items_of, support_features), items, chunk=chunk, keep=first)
+        skips: list[tuple[Tensor, Tensor]] = [(u, first.total.div_(items)[:, None])] if first else []
+        for i, block in enumerate(self.encoder[1:], 1):
+            u = F.max_pool2d(u, 2)
+            u, v = block([u], partial(_encoder_term, block, v, i == 1), items, chunk=chunk)
             if i < len(self.encoder) - 1:
                 skips.append((u, v))
         for j, block in enumerate(self.decoder):
             skip_u, skip_v = skips.pop()
             last = j == len(self.decoder) - 1
             if last:
-                # Only the support items' mean reaches the head from here, and upsampling and the
-                # cross-conv's support term are linear: average the items first, then one conv
-                # instead of S (the largest conv per item, 40% of the work at S=24).
-                v, skip_v = _mean_over_support(v)[:, None], _mean_over_support(skip_v)[:, None]
+                # Only the support items' mean reaches the head from here (the skip is the first
+                # block's mean already), and upsampling and the cross-conv's support term are
+                # linear: average the items first, then one conv instead of S (the largest conv
+                # per item, 40% of the work at S=24).
+                v = _mean_over_support(v)[:, None]
             u = F.interpolate(u, scale_factor=2, mode="bilinear", align_corners=True)
-            v = F.interpolate(v.flatten(0, 1), scale_factor=2, mode="bilinear", align_corners=True)
-            v = v.view(*skip_v.shape[:2], *v.shape[1:])
+            term = partial(_upsampled_term, block, v, skip_v)
             # The last block's support output never reaches the head: skip computing it.
-            u, v = block([u, skip_u], block.support_term([v, skip_v]), need_support=not last)
+            u, v = block([u, skip_u], term, skip_v.shape[1], need_support=not last, chunk=chunk)
         return self.head(u)

@@ -12,11 +12,18 @@ PRECISIONS = ("auto", "bf16", "fp32")  # device.py
 DEVICES = ("auto", "cpu", "cuda", "mps")  # device.py
 MAX_SUPPORT_SIZE = 256  # support items per forward pass: memory grows with it
 MAX_ENSEMBLE = 16  # support subsets averaged; time grows with it
-# Queries x support items per forward pass, from a memory budget: each item costs about 9 MB of
-# activations at 128 px (measured: +980 MB at 96 items, +256 MB at 16, S=16, 512 px slices, on a
-# 2-core AVX512-BF16 CPU), so a CPU with a few GB gets about 250 MB (16 items), for at most ~10 %
-# more time per slice than 96 items (benchmarks/stacks.py); a GPU keeps its larger batches.
+# Queries x support items computed at once, from a memory budget: each item costs about 9 MB of
+# intermediate activations at 128 px (measured: +980 MB at 96 items, +256 MB at 16, S=16, 512 px
+# slices, on a 2-core AVX512-BF16 CPU), so a CPU with a few GB gets about 250 MB (16 items), for
+# at most ~10 % more time per slice than 96 items (benchmarks/stacks.py); a GPU keeps its larger
+# batches. Queries are batched up to it, and larger support sets go through each block this many
+# items at a time (model.py), so that only the blocks' outputs are held for every item.
 MAX_ITEMS = {"cpu": 16, "gpu": 96}
+# What a run is doing, as its progress callback reports it: progress(phase, done, total), with
+# total 0 where the amount of work is not known (Segmenter.iter_predict, the widget, the CLI).
+CHOOSING = "choosing how to show images to the model"
+ADAPTING = "adapting the model to your examples"
+SEGMENTING = "segmenting"
 TASKS = ("classes", "instances")  # what painted label values mean: one class each, or one object each (instances.py)
 
 

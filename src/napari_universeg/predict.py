@@ -42,7 +42,7 @@ from .choice import (
 from .device import autocast_dtype, pick_device, tune_malloc
 from .instances import CORE, core_rim_task, fragment_sizes, instances_from_probs
 from .model import UniverSeg
-from .options import MAX_ITEMS, METHODS, MODES, PredictOptions
+from .options import ADAPTING, CHOOSING, MAX_ITEMS, METHODS, MODES, SEGMENTING, PredictOptions
 from .pixel_classifier import FeatureCache
 from .preprocess import blank_problem, check_image, check_size, label_dtype, normalize, resize, to_grey
 from .support import Example, SupportSet
@@ -205,13 +205,16 @@ class Segmenter:
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None)
 
-    def _forward(self, model: UniverSeg, queries: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+    def _forward(self, model: UniverSeg, queries: torch.Tensor, features: torch.Tensor, items: int) -> torch.Tensor:
         with torch.inference_mode(), self._autocast():
-            return torch.sigmoid(model(queries.to(self.device), support_features=features).float()).cpu()
+            return torch.sigmoid(model(queries.to(self.device), support_features=features, chunk=items).float()).cpu()
+
+    def _items(self, options: PredictOptions) -> int:
+        """Query x support items a pass computes at once (the memory budget, options.MAX_ITEMS)."""
+        return options.max_items or MAX_ITEMS["cpu" if self.device.type == "cpu" else "gpu"]
 
     def _query_batches(self, support_items: int, options: PredictOptions) -> int:
-        items = options.max_items or MAX_ITEMS["cpu" if self.device.type == "cpu" else "gpu"]
-        return max(1, items // max(1, support_items))
+        return max(1, self._items(options) // max(1, support_items))
 
     def iter_predict(
         self,
@@ -221,34 +224,35 @@ class Segmenter:
         indices: Sequence[int] | None = None,
         channel: int | None = None,
         cancel: Callable[[], bool] | None = None,
-        progress: Callable[[int, int], None] | None = None,
+        progress: Callable[[str, int, int], None] | None = None,
         preview: bool = False,
     ) -> Iterator[SlicePrediction]:
         """Yield one SlicePrediction per query slice as soon as it is done.
 
         ``images``: a sequence of 2D (or RGB/multichannel) slices, or a (N, H, W) stack; with
         ``indices`` only those slices are read (dask arrays stay lazy). ``cancel`` is checked
-        between batches; when it returns True the iteration stops. ``progress(done, total)`` is
-        called after each final slice. With ``preview`` (interactive use), when "auto" has not
+        between batches; when it returns True the iteration stops. ``progress(phase, done, total)``
+        reports the choice of "auto" and adaptation (options.CHOOSING, ADAPTING) and each final
+        slice (SEGMENTING). With ``preview`` (interactive use), when "auto" has not
         chosen its plan for these examples yet, the first slice comes at once from UniverSeg on
         the resized image (``preview=True``), then again with the chosen plan.
         """
-        results = self._iter_predict(support, images, options, indices, channel, cancel, preview)
+        results = self._iter_predict(support, images, options, indices, channel, cancel, preview, progress)
         total = len(images) if indices is None else len(indices)
         done = 0
         for pred in results:
             done += not pred.preview
             if progress is not None and not pred.preview:
-                progress(done, total)
+                progress(SEGMENTING, done, total)
             yield pred
 
-    def _iter_predict(self, support, images, options, indices, channel, cancel, preview=False) -> Iterator[SlicePrediction]:
+    def _iter_predict(self, support, images, options, indices, channel, cancel, preview, progress) -> Iterator[SlicePrediction]:
         options = options or PredictOptions()
         options.validate()
         if not support.enabled():
             raise ValueError("the support set has no (enabled) examples: add at least one labelled example")
         if options.task == "instances":
-            yield from self._iter_instances(support, images, options, indices, channel, cancel)
+            yield from self._iter_instances(support, images, options, indices, channel, cancel, progress)
             return
         classes = self._classes(support, options)
         indices = list(range(len(images))) if indices is None else list(indices)
@@ -257,7 +261,7 @@ class Segmenter:
         blank: dict[int, str] = {}  # slices with nothing to segment -> why; they come out empty
         first_index = indices[0]
         first = self._read_query(images, first_index, channel, blank)
-        plan = self.plan(support, first.shape, options, cancel, provisional=preview or len(indices) > 1, quick=preview)
+        plan = self.plan(support, first.shape, options, cancel, preview or len(indices) > 1, preview, progress)
         if plan is None:  # cancelled while choosing
             return
         examples = support.enabled()
@@ -266,9 +270,9 @@ class Segmenter:
             return first if i == first_index else self._read_query(images, i, channel, blank)
 
         if plan.provisional:  # the first result with a plan at hand, the rest with the chosen one
-            quick = list(self._predict_with(plan, examples, classes, options, indices[:1], read, cancel, blank))
+            quick = list(self._predict_with(plan, examples, classes, options, indices[:1], read, cancel, blank, progress))
             yield from (replace(pred, preview=preview) for pred in quick)
-            provisional, plan = plan, self.plan(support, first.shape, options, cancel, provisional=False)
+            provisional, plan = plan, self.plan(support, first.shape, options, cancel, provisional=False, progress=progress)
             if plan is None or not quick:  # cancelled
                 return
             same = plan == provisional and not plan.uses_classifier  # the first slice would come out the same
@@ -276,7 +280,7 @@ class Segmenter:
                 yield replace(quick[0], plan=plan)
             if same or not preview:  # the provisional result stands (a grown set's previous plan)
                 indices = indices[1:]
-        yield from self._predict_with(plan, examples, classes, options, indices, read, cancel, blank)
+        yield from self._predict_with(plan, examples, classes, options, indices, read, cancel, blank, progress)
 
     def _read_query(self, images, i: int, channel: int | None, blank: dict[int, str]) -> np.ndarray:
         """A query slice as a 2D image; a blank one (constant, NaN) is noted in ``blank`` and
@@ -289,16 +293,20 @@ class Segmenter:
         blank[i] = f"slice {i} {problem}; it was left empty"
         return np.zeros(im.shape, np.float32)
 
-    def _predict_with(self, plan: Plan, examples, classes, options, indices, read, cancel, blank) -> Iterator[SlicePrediction]:
-        for i, image, p in self._probs_with(plan, examples, classes, options, indices, read, cancel):
+    def _predict_with(self, plan: Plan, examples, classes, options, indices, read, cancel, blank, progress=None) -> Iterator[SlicePrediction]:
+        for i, image, p in self._probs_with(plan, examples, classes, options, indices, read, cancel, progress):
             if i in blank:
                 yield SlicePrediction(i, np.zeros(image.shape, label_dtype(max(classes))), np.zeros(image.shape, np.float32), plan, blank[i])
                 continue
             yield self._combine(i, p, classes, options.threshold, plan)
 
-    def _probs_with(self, plan: Plan, examples, classes, options, indices, read, cancel) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    def _probs_with(
+        self, plan: Plan, examples, classes, options, indices, read, cancel, progress=None
+    ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
         """(index, image, (C, H, W) float32 probabilities) per query slice, by the plan's method."""
         if plan.uses_universeg:
+            if options.adapt and progress is not None:
+                progress(ADAPTING, 0, 0)
             model = self.adapted_model(examples, classes, plan, options, cancel) if options.adapt else self.model
             if model is None:  # cancelled while adapting
                 return
@@ -311,7 +319,7 @@ class Segmenter:
                 p = q if p is None else (p + q) / 2
             yield i, image, p
 
-    def _iter_instances(self, support, images, options, indices, channel, cancel) -> Iterator[SlicePrediction]:
+    def _iter_instances(self, support, images, options, indices, channel, cancel, progress) -> Iterator[SlicePrediction]:
         """Task "instances": the foreground (every painted object) is segmented as one class with the
         plan chosen for it, the objects' cores (instances.py) as another with the same view; the cores
         seed a watershed over the foreground. Each slice's objects are numbered 1..K."""
@@ -336,7 +344,7 @@ class Segmenter:
             return entry[0]
 
         fg_options = replace(options, task="classes", classes=None)
-        plan = self.plan(SupportSet(fg), read(indices[0], count=False).shape, fg_options, cancel, provisional=False)
+        plan = self.plan(SupportSet(fg), read(indices[0], count=False).shape, fg_options, cancel, provisional=False, progress=progress)
         if plan is None:
             return
         core_plan = replace(plan, provisional=False)
@@ -379,7 +387,7 @@ class Segmenter:
                 chunk = indices[start : start + batch]
                 imgs = [read(i) for i in chunk]
                 q = torch.cat([self._image_tensor(im, None) for im in imgs])
-                probs = self._class_probs(model, q, features)  # (C, B, 1, size, size)
+                probs = self._class_probs(model, q, features, self._items(options))  # (C, B, 1, size, size)
                 for j, (i, im) in enumerate(zip(chunk, imgs)):
                     yield i, im, resize(probs[:, j], im.shape, nearest=False)[:, 0].numpy()
         else:
@@ -442,6 +450,7 @@ class Segmenter:
         cancel: Callable[[], bool] | None = None,
         provisional: bool = True,
         quick: bool = False,
+        progress: Callable[[str, int, int], None] | None = None,
     ) -> Plan | None:
         """How images of query_shape will be segmented (cached per support set and options).
 
@@ -457,7 +466,8 @@ class Segmenter:
         looks at after an accept comes without waiting for the update. With ``quick`` too, a set
         with nothing to carry over gets UniverSeg on the resized image, marked ``provisional``.
         One choice is made at a time: a call that needs one waits for a choice in progress in
-        another thread (``prepare``) and takes its result. None if ``cancel`` returned True."""
+        another thread (``prepare``) and takes its result. ``progress(CHOOSING, done, total)`` while
+        choosing. None if ``cancel`` returned True."""
         examples = support.enabled()
         if options.mode != "auto" and options.method in ("auto", "universeg"):
             return choose_plan(examples, query_shape, self.size, options.mode, options.scale)
@@ -480,7 +490,7 @@ class Segmenter:
             cached = self._cached_plan(key)  # chosen meanwhile by another thread
             if cached is not None:
                 return cached
-            plan = self._choose(examples, query_shape, options, self._classes(support, options), grown, cancel)
+            plan = self._choose(examples, query_shape, options, self._classes(support, options), grown, cancel, progress)
             if plan is None:
                 return None
             with self._cache_lock:
@@ -496,7 +506,7 @@ class Segmenter:
                 return self._plans[key][0]
         return None
 
-    def _choose(self, examples, query_shape, options: PredictOptions, classes, grown: Plan | None, cancel) -> Plan | None:
+    def _choose(self, examples, query_shape, options: PredictOptions, classes, grown: Plan | None, cancel, progress) -> Plan | None:
         """Segmenter.plan's choice when nothing is cached: ``grown`` (the plan of a set these
         examples grew from) with its classifier refitted, or a new choice."""
         if grown is not None and len(examples) < 2 * grown.examples:
@@ -517,6 +527,7 @@ class Segmenter:
                 options.threshold,
                 options.seed,
                 cancel,
+                None if progress is None else lambda done, total: progress(CHOOSING, done, total),
             )
             if plan is None:
                 return None
@@ -527,7 +538,12 @@ class Segmenter:
         return plan
 
     def prepare(
-        self, support: SupportSet, query_shape: tuple[int, int], options: PredictOptions, cancel: Callable[[], bool] | None = None
+        self,
+        support: SupportSet,
+        query_shape: tuple[int, int],
+        options: PredictOptions,
+        cancel: Callable[[], bool] | None = None,
+        progress: Callable[[str, int, int], None] | None = None,
     ) -> Plan | None:
         """Choose (and cache) the plan that a run of these examples on images of ``query_shape``
         (H, W) will use, e.g. in the background while the user paints; None if cancelled."""
@@ -536,17 +552,17 @@ class Segmenter:
             return None
         if options.task == "instances":  # the objects' union decides the plan (_iter_instances)
             fg = [Example(ex.image, (ex.mask > 0).astype(np.int32), ex.source, True, ex.meta) for ex in support.enabled()]
-            return self.plan(SupportSet(fg), query_shape, replace(options, task="classes", classes=None), cancel, provisional=False)
-        return self.plan(support, query_shape, options, cancel, provisional=False)
+            support, options = SupportSet(fg), replace(options, task="classes", classes=None)
+        return self.plan(support, query_shape, options, cancel, provisional=False, progress=progress)
 
     def _read(self, images, i: int, channel: int | None) -> np.ndarray:
         im = to_grey(np.asarray(images[i]), channel, what=f"slice {i}")
         check_image(im, what=f"slice {i}")
         return im
 
-    def _class_probs(self, model: UniverSeg, q: torch.Tensor, features: dict) -> torch.Tensor:
+    def _class_probs(self, model: UniverSeg, q: torch.Tensor, features: dict, items: int) -> torch.Tensor:
         """Mean probability over ensemble members, per class: (C, B, 1, h, w)."""
-        return torch.stack([torch.stack([self._forward(model, q, f) for f in fs]).mean(0) for fs in features.values()])
+        return torch.stack([torch.stack([self._forward(model, q, f, items) for f in fs]).mean(0) for fs in features.values()])
 
     def _tiled_probs(self, model, image, scale, features, s_items, options, cancel) -> np.ndarray | None:
         t = self._image_tensor(image, scale)  # (1, 1, h, w)
@@ -564,7 +580,7 @@ class Segmenter:
                 return None
             chunk = coords[start : start + batch]
             q = torch.cat([padded[..., y : y + self.size, x : x + self.size] for y, x in chunk])
-            probs = self._class_probs(model, q, features)[:, :, 0]  # (C, B, size, size)
+            probs = self._class_probs(model, q, features, self._items(options))[:, :, 0]  # (C, B, size, size)
             for j, (y, x) in enumerate(chunk):
                 acc[:, y : y + self.size, x : x + self.size] += probs[:, j] * win
                 norm[y : y + self.size, x : x + self.size] += win
