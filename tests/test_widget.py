@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from napari_universeg import _support_actions as A
 from napari_universeg import _widget as W
 from napari_universeg import session as S
 from napari_universeg._reader import get_reader
@@ -15,8 +16,10 @@ pytestmark = pytest.mark.gui
 @pytest.fixture
 def messages(monkeypatch):
     seen = []
-    for name in ("show_error", "show_warning", "show_info"):
-        monkeypatch.setattr(W, name, lambda msg, kind=name: seen.append((kind, msg)))
+    for module in (W, A):
+        for name in ("show_error", "show_warning", "show_info"):
+            if hasattr(module, name):
+                monkeypatch.setattr(module, name, lambda msg, kind=name: seen.append((kind, msg)))
     return seen
 
 
@@ -459,3 +462,50 @@ def test_clicked_before_the_choice_the_slice_comes_at_once_then_refined(widget, 
     assert order == [(2,), (2,)] and previews == [True, False]
     assert widget.session.last_plan.estimate is not None  # the refined result carries the choice
     widget.preparer.stop()
+
+
+def test_the_dock_shows_the_phase_the_count_and_the_time_left_during_a_real_run(widget, qtbot):
+    seen = []
+    show = widget.progress._show
+
+    def record(phase, done, total):
+        show(phase, done, total)
+        seen.append((phase, done, total, widget.progress.bar.value(), widget.progress.bar.maximum(), widget.progress.label.text()))
+
+    widget.progress._bridge.reported.disconnect()
+    widget.progress._bridge.reported.connect(record)
+    widget.add_painted_slices()
+    widget.preparer.stop()  # no background choice: this run makes it, and shows it
+    widget.segment("unpainted")
+    assert not widget.progress.isHidden() and widget.progress.bar.maximum() == 0  # busy until the engine reports
+    wait(widget, qtbot)
+    choosing = [s for s in seen if s[0].startswith("choosing how to show images to the model")]
+    segmenting = [s for s in seen if s[0] == "segmenting"]
+    assert choosing and [s[1] for s in choosing] == sorted(s[1] for s in choosing) and choosing[-1][1] == choosing[-1][2]
+    assert [(s[1], s[2], s[3], s[4]) for s in segmenting] == [(k, 6, k, 6) for k in range(1, 7)]  # 8 slices, 2 painted
+    assert segmenting[2][5].startswith("segmenting 3/6, about ") and segmenting[2][5].endswith(" left")
+    assert widget.progress.isHidden() and widget.status.text().startswith("done (")
+
+
+def test_errors_reset_the_status_line(widget, messages):
+    widget.status.setText("done (tiles at scale 0.5)")
+    widget.segment("all")  # no examples yet
+    assert widget.status.text().startswith("not started: no examples in the support set")
+    assert messages[-1][0] == "show_error"
+
+
+def test_a_swapped_image_and_mask_gets_the_explanation_within_a_second(make_napari_viewer, messages):
+    import time
+
+    image, labels = synthetic_stack(n_slices=2, size=256, seed=0)
+    viewer = make_napari_viewer()
+    viewer.add_image(labels.astype(np.uint8), name="masks")  # the masks opened as the image...
+    viewer.add_labels((image / image.max() * 170).astype(np.uint8), name="grey")  # ...and the image as labels
+    w = W.UniverSegWidget(viewer)
+    w.image_combo.setCurrentText("masks")
+    w.labels_combo.setCurrentText("grey")
+    start = time.perf_counter()
+    w.add_painted_slices()
+    assert time.perf_counter() - start < 1.0 and len(w.support) == 0
+    errors = [m for kind, m in messages if kind == "show_error"]
+    assert errors and "looks like an image" in errors[0] and "did you swap the images and the masks" in errors[0]

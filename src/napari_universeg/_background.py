@@ -56,13 +56,20 @@ class PlanPreparer:
         shape = image.data.shape[-3:-1] if image.rgb else image.data.shape[-2:]
         session, device = w.session, w.device.currentText()
         self._cancel, self.key = False, session.run_key(options)
-        self.worker = create_worker(session.prepare, shape, options, device, lambda: self._cancel)
+        progress = w.progress.report  # shown in the dock, marked as happening meanwhile
+
+        def report(phase: str, done: int, total: int) -> None:
+            progress(f"{phase} (while you paint)", done, total)
+
+        self.worker = create_worker(session.prepare, shape, options, device, lambda: self._cancel, report)
         self.worker.finished.connect(self._finished)
         self.worker.errored.connect(lambda e: None)  # a run with these examples reports it
         self.worker.start()
 
     def _finished(self) -> None:
         self.worker, self.key = None, None
+        if self.widget._worker is None:  # no run shows its own progress
+            self.widget.progress.stop()
         if self._again:
             self._again = False
             self._timer.start()

@@ -46,6 +46,13 @@ def current_index(viewer, layer) -> Index:
     return tuple(int(np.clip(round(float(c)), 0, s - 1)) for c, s in zip(coords[:n_lead], layer.data.shape[:n_lead]))
 
 
+def axis_labels(viewer, layer) -> tuple[str, ...]:
+    """The viewer's names of the leading (non-spatial) axes of ``layer`` ("t", "z"; napari numbers them by default)."""
+    n_lead = max(0, layer.ndim - (3 if getattr(layer, "rgb", False) else 2))
+    labels = tuple(str(a) for a in viewer.dims.axis_labels)[viewer.dims.ndim - layer.ndim :]
+    return labels[:n_lead]
+
+
 def show_slice(viewer, layer, index: Index) -> None:
     """Move the viewer to slice ``index`` of ``layer``."""
     if not index:

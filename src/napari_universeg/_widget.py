@@ -6,7 +6,6 @@ layer "<image> universeg" (never over painted labels) in one undo step, locked w
 from __future__ import annotations
 
 from contextlib import ExitStack
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from napari.layers import Image, Labels
@@ -17,17 +16,18 @@ from qtpy.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from . import _layers
 from ._background import PlanPreparer
+from ._progress import RunProgress
 from ._settings import CONTROLS, LayerChoice, SettingsBox
-from ._slicing import Index, painted_slices, read_slice
+from ._slicing import Index
+from ._support_actions import SupportActions
 from ._support_list import SupportBox, button
-from ._widget_keys import SUPPORT_METADATA
 from .session import AnnotationSession, SliceResult
 
 if TYPE_CHECKING:
     import napari
 
 
-class UniverSegWidget(QWidget):
+class UniverSegWidget(SupportActions, QWidget):
     """Dock widget: the layers to use, the support set, the run settings and buttons, a status line."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer):
@@ -82,6 +82,8 @@ class UniverSegWidget(QWidget):
         self.status = QLabel("Paint a few slices, add them as examples, then segment.")
         self.status.setWordWrap(True)
         layout.addWidget(self.status)
+        self.progress = RunProgress()  # what a run is doing: phase, bar, time left
+        layout.addWidget(self.progress)
         layout.addStretch()
 
     # -- layers -----------------------------------------------------------------------------
@@ -111,96 +113,13 @@ class UniverSegWidget(QWidget):
         try:
             return _layers.check_pair(self.image_layer(), self.labels_layer())
         except ValueError as e:
-            show_error(f"UniverSeg: {e}")
+            self._refuse(str(e))
             return None
 
-    # -- support set ------------------------------------------------------------------------
-    def _add(self, image: Image, labels: Labels, idx: Index, source_layer: str | None = None) -> bool:
-        try:
-            ex = self.session.add(
-                image.data, labels.data, idx, image_name=image.name, labels_name=source_layer or labels.name, channel=self.layer_choice.channel()
-            )
-        except ValueError as e:
-            show_error(f"UniverSeg: {e}")
-            return False
-        self.support_box.add_item(ex)
-        self.preparer.schedule()
-        return True
-
-    def add_current_slice(self) -> None:
-        """Add the slice on display of the chosen image and labels as an example."""
-        pair = self._pair()
-        if pair is None:
-            return
-        image, labels = pair
-        idx = self.current_index(labels)
-        if not read_slice(labels.data, idx).any():
-            show_warning("UniverSeg: this slice has no painted labels; it was added as an all-background example")
-        if self._add(image, labels, idx):
-            self.status.setText(f"{len(self.support)} example(s) in the support set; {self._update_task()}")
-
-    def add_painted_slices(self) -> None:
-        """Add every slice of the chosen labels that has a label as an example."""
-        pair = self._pair()
-        if pair is None:
-            return
-        image, labels = pair
-        found = painted_slices(labels.data)
-        if not found:
-            show_error(f"UniverSeg: no painted slices in '{labels.name}': paint at least one slice first")
-            return
-        added = sum(self._add(image, labels, idx) for idx in found)
-        self.status.setText(f"added {added} painted slice(s); {len(self.support)} example(s) in the support set; {self._update_task()}")
-
-    def accept_current_slice(self) -> None:
-        """Add the current slice of the output layer (corrected by the user) as an example, then
-        segment the rest of a stack again, nearest slices first."""
-        image = self.image_layer()
-        out = _layers.output_layer(self.viewer, image, create=False) if image is not None else None
-        if out is None:
-            show_error("UniverSeg: no result to accept yet: segment first, correct the slice, then accept it")
-            return
-        idx = self.current_index(out)
-        if self._add(image, out, idx, source_layer=f"accepted {out.name}"):
-            self.status.setText(f"accepted slice {idx}; {len(self.support)} example(s)")
-            if idx:
-                self.segment("rest")
-
-    def clear_support(self) -> None:
-        """Drop every example."""
-        self.support_box.clear()
-
-    def save_support(self, path: str | Path) -> Path | None:
-        """Save the support set to ``path`` (.npz); the path written, or None if it is empty."""
-        if not len(self.support):
-            show_error("UniverSeg: the support set is empty: nothing to save")
-            return None
-        path = self.support.save(path)
-        self.status.setText(f"saved {len(self.support)} example(s) to {path}")
-        return path
-
-    def load_support(self, path: str | Path) -> None:
-        """Append the examples of a support-set file (each checked as when added)."""
-        try:
-            loaded = self.session.load(path)
-        except ValueError as e:
-            show_error(f"UniverSeg: {e}")
-            return
-        for ex in loaded:
-            self.support_box.add_item(ex)
-        self.preparer.schedule()
-        self.status.setText(f"loaded {len(loaded)} example(s) from {Path(path).name}; {self._update_task()}")
-
-    def _update_task(self) -> str:
-        text = self.session.update_task()
-        self.task.setCurrentText(self.support.task)
-        return text
-
-    def _import_reader_layers(self, event) -> None:
-        """Support-set files opened by drag and drop arrive as layers; take their examples."""
-        meta = getattr(event.value, "metadata", {}).get(SUPPORT_METADATA)
-        if meta and meta.get("role") == "labels":
-            self.load_support(meta["path"])
+    def _refuse(self, message: str) -> None:
+        """An error before any work: a notification, and the status line says it too."""
+        show_error(f"UniverSeg: {message}")
+        self.status.setText(f"not started: {message}")
 
     # -- segmentation -----------------------------------------------------------------------
     def segment(self, which: str = "all") -> None:
@@ -221,7 +140,7 @@ class UniverSegWidget(QWidget):
             self.session.check_ready()
             options = self.settings.options()
         except ValueError as e:
-            show_error(f"UniverSeg: {e}")
+            self._refuse(str(e))
             return
         fill_painted, here = self.fill_painted_check.isChecked(), self.current_index(labels)
         out = _layers.output_layer(self.viewer, image, create=False)
@@ -238,7 +157,10 @@ class UniverSegWidget(QWidget):
         self._cancel = False
         channel, device = self.layer_choice.channel() if image.rgb else None, self.device.currentText()
         self.preparer.keep_only(self.session.run_key(options))
-        results = self.session.predictions(image.data, todo, options, channel=channel, device=device, cancel=lambda: self._cancel)
+        self.session.axis_labels = _layers.axis_labels(self.viewer, image)
+        results = self.session.predictions(
+            image.data, todo, options, channel=channel, device=device, cancel=lambda: self._cancel, progress=self.progress.report
+        )
         self._run = ExitStack()
         self._run.enter_context(self.session.undo_group(target))
         self._run.enter_context(_layers.run_lock(target, lambda message: show_info(f"UniverSeg: {message}")))
@@ -254,9 +176,10 @@ class UniverSegWidget(QWidget):
             yield from results  # in the worker thread: the model loads and the slices are read here
 
         self._set_running(True, f"segmenting {len(todo)} slice(s)...")
-        self._worker = create_worker(job, _progress={"total": len(todo), "desc": "UniverSeg"})
+        self.progress.start("loading the model..." if self.session.loaded(device) is None else f"segmenting 0/{len(todo)}")
+        self._worker = create_worker(job)
         self._worker.yielded.connect(on_result)
-        self._worker.errored.connect(lambda e: show_error(f"UniverSeg: {e}"))
+        self._worker.errored.connect(self._on_error)
         self._worker.finished.connect(self._on_finished)
         self._worker.start()
 
@@ -271,10 +194,16 @@ class UniverSegWidget(QWidget):
             self._run.close()  # unlock the layer, close the undo group
             self._run = None
         self._worker = None
+        self.progress.stop()
         notes = self.session.notes
         if notes:
             show_warning(f"UniverSeg: {len(notes)} slice(s) had nothing to segment and were left empty: {'; '.join(notes[:3])}")
-        self._set_running(False, self.session.summary(self._cancel))
+        if not self.status.text().startswith("stopped"):
+            self._set_running(False, self.session.summary(self._cancel))
+
+    def _on_error(self, error: Exception) -> None:
+        show_error(f"UniverSeg: {error}")
+        self._set_running(False, f"stopped: {error}")
 
     def _set_running(self, running: bool, message: str) -> None:
         for b in (self.run_current_btn, self.run_all_btn, self.run_unpainted_btn, self.accept_btn):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .options import MAX_SUPPORT_SIZE, METHODS, MODES, PRECISIONS, TASKS, PredictOptions, parse_int_list
+from .options import MAX_SUPPORT_SIZE, METHODS, MODES, PRECISIONS, SEGMENTING, TASKS, PredictOptions, parse_int_list
 
 DEFAULTS = PredictOptions()
 
@@ -24,6 +24,33 @@ def _int_list(text: str) -> list[int]:
         return parse_int_list(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+
+
+class PhaseBars:
+    """progress(phase, done, total) of the engine as tqdm bars on stderr, one phase after another
+    (the choice of "auto" takes minutes on a CPU: it must not look like a hang). Phases in
+    ``skip`` (segment's slices, which have their own bar) close the bar and show nothing."""
+
+    def __init__(self, skip: tuple[str, ...] = ()):
+        self.skip, self.phase, self.bar = skip, None, None
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        from tqdm import tqdm
+
+        if phase in self.skip:
+            return self.close()
+        if phase != self.phase:
+            self.close()
+            self.phase, self.bar = phase, tqdm(total=total or None, desc=phase, file=sys.stderr, leave=False, unit="step", smoothing=0)
+        self.bar.total = total or None
+        self.bar.n = done
+        self.bar.refresh()
+
+    def close(self) -> None:
+        """End the bar on show."""
+        if self.bar is not None:
+            self.bar.close()
+        self.phase, self.bar = None, None
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
@@ -191,7 +218,8 @@ def _segment(args) -> None:
     with tqdm(total=total, unit="slice", desc="segmenting", file=sys.stderr) as bar:
         for f, dst, slices in stacks:
             labels, probs, next_id = [], [], 1
-            for pred in _naming(f, seg.iter_predict(support, slices, options, channel=args.channel)):
+            phases = PhaseBars(skip=(SEGMENTING,))
+            for pred in _naming(f, seg.iter_predict(support, slices, options, channel=args.channel, progress=phases)):
                 if pred.plan is not reported and pred.plan.estimate is not None:
                     reported = pred.plan
                     bar.write(f"{pred.plan.describe()}: {pred.plan.estimate_message(len(support.enabled()))}", file=sys.stderr)
@@ -336,9 +364,12 @@ def _check_outputs(outputs: list[Path], inputs: list[Path]) -> None:
 
 
 def _evaluate(args) -> None:
+    from tqdm import tqdm
+
     from .evaluate import format_table, get_method, load_dataset, run_protocol
 
     dataset = load_dataset(args.dataset)
+    phases = PhaseBars()
     if args.method == "universeg":
         o = _predict_options(args)
         method = get_method(
@@ -354,6 +385,7 @@ def _evaluate(args) -> None:
             method=o.method,
             adapt=o.adapt,
             seed=o.seed,
+            progress=phases,
         )
     else:
         method = get_method(args.method)
@@ -363,7 +395,7 @@ def _evaluate(args) -> None:
         args.method,
         support_sizes=tuple(args.support_sizes),
         seeds=tuple(args.seeds),
-        progress=lambda msg: print(msg, file=sys.stderr),
+        progress=lambda msg: phases.close() or tqdm.write(msg, file=sys.stderr),
         task=args.task,
     )
     if args.task == "instances":
@@ -376,6 +408,8 @@ def _evaluate(args) -> None:
 
 def _demo(args) -> None:
     """The main job on the bundled sample: 3 painted examples, 9 images segmented, Dice printed."""
+    from tqdm import tqdm
+
     from .evaluate import dice
     from .io import write_labels
     from .predict import Segmenter
@@ -389,11 +423,13 @@ def _demo(args) -> None:
     seg = Segmenter.from_weights(args.weights, args.device, args.precision, allow_download=args.download_official)
     out = Path(args.out)
     labels = np.zeros_like(masks)
-    for pred in seg.iter_predict(support, images, PredictOptions(), indices=range(3, len(images))):
+    phases = PhaseBars()
+    for pred in seg.iter_predict(support, images, PredictOptions(), indices=range(3, len(images)), progress=phases):
         if pred.index == 3 and pred.plan.estimate is not None:
-            print(f"{pred.plan.describe()}: {pred.plan.estimate_message(3)}", file=sys.stderr)
+            tqdm.write(f"{pred.plan.describe()}: {pred.plan.estimate_message(3)}", file=sys.stderr)
         labels[pred.index] = pred.labels
-        print(f"image {pred.index:2d}: Dice {dice(pred.labels > 0, masks[pred.index] > 0):.3f} ({pred.plan.describe()})", file=sys.stderr)
+        tqdm.write(f"image {pred.index:2d}: Dice {dice(pred.labels > 0, masks[pred.index] > 0):.3f} ({pred.plan.describe()})", file=sys.stderr)
+    phases.close()
     write_labels(out / "neurons_labels.tif", labels)
     write_labels(out / "neurons.tif", images)
     support.save(out / "neurons_support.npz")

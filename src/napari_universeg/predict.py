@@ -44,6 +44,7 @@ from .instances import CORE, core_rim_task, fragment_sizes, instances_from_probs
 from .model import UniverSeg
 from .options import ADAPTING, CHOOSING, MAX_ITEMS, METHODS, MODES, SEGMENTING, PredictOptions
 from .pixel_classifier import FeatureCache
+from .plausibility import classes_problem
 from .preprocess import blank_problem, check_image, check_size, label_dtype, normalize, resize, to_grey
 from .support import Example, SupportSet
 
@@ -364,6 +365,9 @@ class Segmenter:
         """The label values to segment: the options' (each must occur in a mask), or all present."""
         present = support.classes()
         if not options.classes:
+            problem = classes_problem(present, options.task)
+            if problem is not None:
+                raise ValueError(problem)
             return present or [1]  # only empty masks: a valid (if unhelpful) binary task
         missing = set(options.classes) - set(present) - {1}
         if missing:
@@ -622,10 +626,11 @@ def make_universeg_method(
     model: UniverSeg | None = None,
     device: str | None = None,
     precision: str = "auto",
+    progress: Callable[[str, int, int], None] | None = None,
     **options,
 ):
     """A PredictFn for the evaluation protocol (see evaluate.py). After each call its ``plan``
-    attribute holds the plan used (with auto's held-out estimate)."""
+    attribute holds the plan used (with auto's held-out estimate). ``progress`` as in iter_predict."""
     seg = Segmenter(model, device, precision) if model is not None else Segmenter.from_weights(weights, device, precision)
     opts = PredictOptions(**options)
 
@@ -635,7 +640,7 @@ def make_universeg_method(
         instances = opts.task == "instances"  # masks and results are instance labels
         for i, (im, m) in enumerate(zip(support_images, support_masks)):
             support.add(im, m if instances else (m > 0).astype(np.uint8), source=f"support {i}")
-        preds = list(seg.iter_predict(support, query_images, opts))
+        preds = list(seg.iter_predict(support, query_images, opts, progress=progress))
         predict.plan = preds[0].plan if preds else None
         return [p.labels if instances else p.labels > 0 for p in preds]
 

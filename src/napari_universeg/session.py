@@ -18,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ._slicing import Index, SliceView, all_slices, painted_slices, read_slice
+from ._slicing import Index, SliceView, all_slices, describe_index, painted_slices, read_slice
 from .instances import guess_task, offset_ids
 from .options import PredictOptions
+from .plausibility import classes_problem
 from .suggest import expected_dice, next_slice
 from .support import Example, SupportSet
 
@@ -53,10 +54,6 @@ def write_slice(layer, index: Index, values: np.ndarray) -> None:
     layer.data_setitem(indices, values.ravel().astype(layer.data.dtype))
 
 
-def _where(index: Index) -> str:
-    return str(index if len(index) != 1 else index[0])
-
-
 class AnnotationSession:
     """The support set and the bookkeeping of the runs of one annotation session.
 
@@ -76,6 +73,11 @@ class AnnotationSession:
         self._segmenter = None
         self._segmenter_device: str | None = None
         self._loading = threading.Lock()  # a run and a background choice may both ask for it first
+        self.axis_labels: tuple[str, ...] = ()  # names of the image's leading axes, for messages
+
+    def where(self, index: Index) -> str:
+        """A slice position in words ("slice 3", "t=2, z=14")."""
+        return describe_index(index, self.axis_labels)
 
     # -- support set ------------------------------------------------------------------------
     def add(
@@ -95,7 +97,7 @@ class AnnotationSession:
         the index (so runs and suggestions skip it). A ValueError "cannot add <source>: <why>"
         if SupportSet.add refuses it; the support set is unchanged then.
         """
-        where = f"{labels_name} / {image_name}" + (f", slice {_where(index)}" if index else "")
+        where = f"{labels_name} / {image_name}" + (f", {self.where(index)}" if index else "")
         try:
             return self.support.add(
                 read_slice(image, index),
@@ -143,6 +145,9 @@ class AnnotationSession:
             raise ValueError("no examples in the support set: paint a slice and click 'Add current slice'")
         if not self.support.classes():
             raise ValueError("every example is background only (empty masks): paint the objects on at least one example")
+        problem = classes_problem(self.support.classes(), self.support.task)
+        if problem is not None:
+            raise ValueError(problem)
 
     # -- run policy -------------------------------------------------------------------------
     def slices_to_run(
@@ -200,10 +205,14 @@ class AnnotationSession:
         from .predict import Segmenter
 
         with self._loading:
-            if self._segmenter is None or self._segmenter_device != device:
+            if self.loaded(device) is None:
                 self._segmenter = Segmenter.from_weights("default", device=device)
                 self._segmenter_device = device
             return self._segmenter
+
+    def loaded(self, device: str = "auto"):
+        """The segmenter if it is loaded on ``device`` already, else None (nothing is loaded)."""
+        return self._segmenter if self._segmenter_device == device else None
 
     def predictions(
         self,
@@ -214,13 +223,15 @@ class AnnotationSession:
         channel: int | None = None,
         device: str = "auto",
         cancel: Callable[[], bool] | None = None,
+        progress: Callable[[str, int, int], None] | None = None,
     ) -> Iterator[SliceResult]:
         """Segment slices ``todo`` of ``image`` ((..., H, W) or (..., H, W, C), numpy or dask) with
         the enabled examples as they are now; yields a SliceResult per slice as it is done. While
         "auto" chooses its plan, the first slice comes as a preview first (Segmenter.iter_predict).
 
         The examples and slices are taken when this is called; the model is loaded and the slices
-        are read while iterating (in a worker thread). ``cancel`` is checked between batches.
+        are read while iterating (in a worker thread). ``cancel`` is checked between batches;
+        ``progress(phase, done, total)`` is called as the engine goes (Segmenter.iter_predict).
         """
         support = SupportSet(self.support.enabled(), task=self.support.task)
         view = SliceView(image, todo)
@@ -228,9 +239,9 @@ class AnnotationSession:
 
         def run() -> Iterator[SliceResult]:
             seg = self.segmenter(device)
-            for pred in seg.iter_predict(support, view, options, channel=channel, cancel=cancel, preview=True):
+            for pred in seg.iter_predict(support, view, options, channel=channel, cancel=cancel, progress=progress, preview=True):
                 index = view.indices[pred.index]
-                note = pred.note.replace(f"slice {pred.index}", f"slice {_where(index)}", 1) if pred.note else ""
+                note = pred.note.replace(f"slice {pred.index}", self.where(index), 1) if pred.note else ""
                 yield SliceResult(index, pred.labels, pred.probability, note, pred.plan, options.task == "instances", pred.preview)
 
         return run()
@@ -259,11 +270,12 @@ class AnnotationSession:
         """What a run's plan depends on besides the image size: the enabled examples and the options."""
         return [id(ex) for ex in self.support.enabled()], options
 
-    def prepare(self, shape: tuple[int, int], options: PredictOptions, device: str = "auto", cancel: Callable[[], bool] | None = None):
+    def prepare(self, shape: tuple[int, int], options: PredictOptions, device: str = "auto", cancel=None, progress=None):
         """Choose the plan for the enabled examples and query slices of ``shape`` (H, W) now, so
-        that the next run finds it (Segmenter.prepare; in a worker thread); None if cancelled."""
+        that the next run finds it (Segmenter.prepare, with its ``cancel`` and ``progress``; in a
+        worker thread); None if cancelled."""
         support = SupportSet(self.support.enabled(), task=self.support.task)
-        return self.segmenter(device).prepare(support, tuple(shape), options, cancel)
+        return self.segmenter(device).prepare(support, tuple(shape), options, cancel, progress)
 
     def summary(self, cancelled: bool) -> str:
         """The status line at the end of a run: what "auto" chose and how well it should do."""

@@ -18,6 +18,7 @@ import numpy as np
 
 from .instances import guess_task
 from .options import TASKS
+from .plausibility import pair_problem
 from .preprocess import check_declared_size, check_image, check_mask, label_dtype, to_grey
 
 FORMAT = "napari-universeg-support"
@@ -72,13 +73,17 @@ class SupportSet:
         enabled: bool = True,
         meta: dict | None = None,
     ) -> Example:
-        """Validate and append an example. RGB/multichannel images become one channel first."""
+        """Validate and append an example (plausibility.py: a swapped image and mask is refused).
+        RGB/multichannel images become one channel first."""
         what = f"support example {source!r}" if source else f"support example {len(self)}"
         image = np.asarray(image)
         if image.ndim != 2:
             image = to_grey(image, channel, what=f"{what} image")
         check_image(image.astype(np.float32, copy=False), what=f"{what} image")
         mask = check_mask(mask, image.shape, what=f"{what} mask")
+        problem = pair_problem(image, mask)
+        if problem is not None:
+            raise ValueError(f"{what}: {problem}")
         ex = Example(np.ascontiguousarray(image), mask, source, enabled, dict(meta or {}))
         self.examples.append(ex)
         return ex
@@ -145,6 +150,13 @@ class SupportSet:
                     examples.append(Example(data[f"image_{i}"], data[f"mask_{i}"], item["source"], item["enabled"], item["meta"]))
         except (OSError, zipfile.BadZipFile, EOFError, KeyError, json.JSONDecodeError, RecursionError) as e:
             raise ValueError(f"{path}: cannot read support-set file ({type(e).__name__}: {str(e)[:200]})") from None
+        except ValueError as e:
+            if "allow_pickle" not in str(e):
+                raise
+            raise ValueError(
+                f"{path} is not a napari-universeg support-set file: it holds Python objects (pickled data), which are never "
+                "loaded; a support-set file holds only arrays and a JSON description (saved by the plugin or --save-support)"
+            ) from None
         task = metadata.get("task") or guess_task([ex.mask for ex in examples])  # files from before tasks: guessed
         return cls(examples, task=task)
 
