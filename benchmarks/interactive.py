@@ -147,8 +147,30 @@ def main() -> None:
     print(json.dumps({"clicked_after_painting": rows["clicked_after_painting"]}), flush=True)
     w.close()
     viewer.close()
+    print(table(rows))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1) + "\n")
+
+
+def table(rows: dict) -> str:
+    """The results as the README shows them."""
+    lines = [
+        f"\nCPU: {rows['cpu']}; {rows['image'][0] - 1} examples and 1 slice to segment, {rows['image'][1]} x {rows['image'][2]} px ({rows['set']})\n",
+        "| situation | first result s | run done s | event loop lateness ms: median / p95 / max |",
+        "|---|---|---|---|",
+        f"| engine alone, no preview (before) | {rows['engine_no_preview']['first_s']} | {rows['engine_no_preview']['first_s']} | - |",
+    ]
+    for key, words in (
+        ("clicked_at_once", "clicked right after adding the examples"),
+        ("clicked_after_painting", "clicked after the background choice"),
+    ):
+        r, lat = rows[key], rows[key]["latency_ms"]
+        lines.append(f"| {words} | {r['first_s']} | {r['done_s']} | {lat['median']} / {lat['p95']} / {lat['max']} |")
+    lat = rows["background_choice"]["latency_ms"]
+    lines.append(
+        f"| the background choice itself, while the user paints | - | {rows['background_choice']['s']} | {lat['median']} / {lat['p95']} / {lat['max']} |"
+    )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -41,13 +41,13 @@ def worker(path: str, s: int, repeats: int) -> dict:
     if path == "naive":
         run = lambda: naive_forward(sd, q, si, sl)  # noqa: E731
     else:
-        from napari_universeg.predict import Segmenter
+        from napari_universeg.predict import PredictOptions, Segmenter
         from napari_universeg.weights import from_official_state_dict
 
         seg = Segmenter(from_official_state_dict(sd), device="cpu", precision=path.split("-")[1])
         with torch.inference_mode(), seg._autocast():
             feats = seg.model.support_features(si, sl)
-        run = lambda: seg._forward(seg.model, q, feats)  # noqa: E731
+        run = lambda: seg._forward(seg.model, q, feats, seg._items(PredictOptions()))  # noqa: E731
     base = _rss_mb()
     with torch.inference_mode():
         out = run()  # warm-up

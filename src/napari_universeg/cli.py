@@ -41,7 +41,8 @@ class PhaseBars:
             return self.close()
         if phase != self.phase:
             self.close()
-            self.phase, self.bar = phase, tqdm(total=total or None, desc=phase, file=sys.stderr, leave=False, unit="step", smoothing=0)
+            unit = "slice" if phase == SEGMENTING else "step"
+            self.phase, self.bar = phase, tqdm(total=total or None, desc=phase, file=sys.stderr, leave=False, unit=unit, smoothing=0)
         self.bar.total = total or None
         self.bar.n = done
         self.bar.refresh()
