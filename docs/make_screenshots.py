@@ -3,10 +3,12 @@
     xvfb-run -a python docs/make_screenshots.py [--only neurons|instances]
 
 Opens the bundled neuron sample (File > Open Sample), docks the UniverSeg widget, adds the three
-painted images as examples, segments the rest, and saves docs/screenshot.png (the result on
-image 4) and docs/screenshot_examples.png (the support set after adding the examples). Then the
-same with the synthetic nuclei painted object by object (task "instances"):
-docs/screenshot_instances.png, every nucleus of the stack its own label.
+painted images as examples and segments the rest: docs/screenshot_progress.png during that run
+(the dock's progress line). Then it accepts five results as examples, as a user who checked them
+would: docs/screenshot.png (the result on image 10, in its own colour, and the support list of 8
+examples) and docs/screenshot_examples.png (the dock alone). Then the same with the synthetic
+nuclei painted object by object (task "instances"): docs/screenshot_instances.png, every nucleus
+of the stack its own outline.
 """
 
 import argparse
@@ -39,10 +41,20 @@ def run() -> None:
     viewer, widget = _open("neurons", "neurons", "neurons painted")
     viewer.dims.set_point(0, 1)
     widget.add_painted_slices()
-    _shot(viewer, HERE / "screenshot_examples.png")
-    _segment_unpainted(viewer, widget, "neurons painted")
-    viewer.dims.set_point(0, 4)
+    widget.segment("unpainted")
+    _until(lambda: widget.progress.label.text().startswith("segmenting 3/"))
+    _shot(viewer, HERE / "screenshot_progress.png")
+    _wait(widget)
+    for z in (3, 4, 5, 6, 7):  # results the user checked, accepted as examples
+        viewer.dims.set_point(0, z)
+        widget.accept_current_slice()
+        widget.cancel()  # the re-run of the rest: not needed for the picture
+        _wait(widget)
+    viewer.layers["neurons painted"].visible = False
+    viewer.dims.set_point(0, 10)
     _shot(viewer, HERE / "screenshot.png")
+    widget.grab().save(str(HERE / "screenshot_examples.png"))
+    print(f"saved {HERE / 'screenshot_examples.png'}")
     viewer.close()
 
 
@@ -75,8 +87,13 @@ def _segment_unpainted(viewer, widget, labels: str) -> None:
 
 def _wait(widget) -> None:
     """Until the widget's background run has finished (its results arrive through Qt events)."""
+    _until(lambda: widget._worker is None)
+
+
+def _until(done) -> None:
+    """Process Qt events until ``done()``."""
     app = napari.qt.get_qapp()
-    while widget._worker is not None:
+    while not done():
         app.processEvents()
         time.sleep(0.05)
 

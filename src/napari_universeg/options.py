@@ -12,13 +12,13 @@ PRECISIONS = ("auto", "bf16", "fp32")  # device.py
 DEVICES = ("auto", "cpu", "cuda", "mps")  # device.py
 MAX_SUPPORT_SIZE = 256  # support items per forward pass: memory grows with it
 MAX_ENSEMBLE = 16  # support subsets averaged; time grows with it
-# Queries x support items computed at once, from a memory budget: each item costs about 9 MB of
-# intermediate activations at 128 px (measured: +980 MB at 96 items, +256 MB at 16, S=16, 512 px
-# slices, on a 2-core AVX512-BF16 CPU), so a CPU with a few GB gets about 250 MB (16 items), for
-# at most ~10 % more time per slice than 96 items (benchmarks/stacks.py); a GPU keeps its larger
-# batches. Queries are batched up to it, and larger support sets go through each block this many
-# items at a time (model.py), so that only the blocks' outputs are held for every item.
-MAX_ITEMS = {"cpu": 16, "gpu": 96}
+# Queries x support items computed at once, from a memory budget. Queries are batched up to it, and
+# larger support sets go through each block this many items at a time (model.py), so that only the
+# blocks' outputs are held for every item. Measured on a 2-core AVX512-BF16 CPU (512 px stacks,
+# benchmarks/stacks.py): 8 items against 16 cost 0-4 % more time per slice and saved 90-130 MB
+# (S=64: +365 MB resize, +394 MB tiled above the loaded model); 96 were about 10 % faster than 16
+# but took three times the memory. A GPU keeps its larger batches.
+MAX_ITEMS = {"cpu": 8, "gpu": 96}
 # What a run is doing, as its progress callback reports it: progress(phase, done, total), with
 # total 0 where the amount of work is not known (Segmenter.iter_predict, the widget, the CLI).
 CHOOSING = "choosing how to show images to the model"
