@@ -16,9 +16,9 @@ Shapes: query (B, C, H, W); support (Bs, S, C, H, W) with Bs = B, or Bs = 1 for 
 shared by all B queries (its first-block term is then computed once).
 
 With ``chunk`` (inference), each block takes the support items a few at a time (at most ``chunk``
-query x support items), so that only the blocks' outputs are held for all items, not their
-intermediate terms; of the first block's outputs only what the rest uses is kept (pooled, and
-their mean for the last decoder block). The same sums in the same order: at S = 64 a 512 px
+query x support items), part after part in every block, so that only the blocks' outputs are
+held for all items, not their intermediate terms; of the first block's outputs only what the rest
+uses is kept (pooled, and their mean for the last decoder block). The same sums in the same order: at S = 64 a 512 px
 stack peaked at +407 MB instead of +941 MB above the loaded model (benchmarks/stacks.py).
 """
 
@@ -28,7 +28,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -58,20 +57,6 @@ def _sum_over_support(t: Tensor, acc: Tensor | None = None) -> Tensor:
     return acc
 
 
-def _mean_over_support(t: Tensor) -> Tensor:
-    """Mean over dim 1 of (B, S, C, H, W)."""
-    return _sum_over_support(t).div_(t.shape[1])
-
-
-def _items_like(part: Tensor, items: int) -> Tensor:
-    """An empty (B, items, C, H, W) tensor with the memory layout of ``part`` (B, k, C, H, W)."""
-    flat = part.flatten(0, 1)
-    layout = torch.channels_last if flat.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
-    b = part.shape[0]
-    out = torch.empty((b * items, *flat.shape[1:]), dtype=part.dtype, device=part.device, memory_format=layout)
-    return out.view(b, items, *flat.shape[1:])
-
-
 def _pool5d(v: Tensor) -> Tensor:
     """2x2 max pooling of every item of (B, S, C, H, W)."""
     y = F.max_pool2d(v.flatten(0, 1), 2)
@@ -99,14 +84,17 @@ def _split_conv(groups: Sequence[Tensor], weight: Tensor) -> Tensor:
     return out
 
 
-def _items_of(t: Tensor, part: slice) -> Tensor:
-    return t[:, part]
+Parts = list[Tensor]  # the support items' features, part by part: (B, k, C, H, W) each
 
 
-def _encoder_term(block: CrossBlock, v: Tensor, pooled: bool, part: slice) -> Tensor:
-    """An encoder block's support term of the items ``part`` of the previous block's output
-    (pooled here unless it was kept ``pooled``)."""
-    return block.support_term([v[:, part] if pooled else _pool5d(v[:, part])])
+def _parts_of(t: Tensor, parts: Sequence[slice], k: int) -> Tensor:
+    return t[:, parts[k]]
+
+
+def _encoder_term(block: CrossBlock, v: Parts, pooled: bool, k: int) -> Tensor:
+    """An encoder block's support term of part ``k`` of the previous block's output (pooled here
+    unless it was kept ``pooled``)."""
+    return block.support_term([v[k] if pooled else _pool5d(v[k])])
 
 
 class _PooledAndMean:
@@ -122,9 +110,17 @@ class _PooledAndMean:
         return _pool5d(out)
 
 
-def _upsampled_term(block: CrossBlock, v: Tensor, skip_v: Tensor, part: slice) -> Tensor:
-    """A decoder block's support term of the items ``part``: the block below, upsampled, and the skip."""
-    return block.support_term([_up5d(v[:, part]), skip_v[:, part]])
+def _upsampled_term(block: CrossBlock, v: Parts, skip_v: Parts, k: int) -> Tensor:
+    """A decoder block's support term of part ``k``: the block below, upsampled, and the skip."""
+    return block.support_term([_up5d(v[k]), skip_v[k]])
+
+
+def _mean_of_parts(v: Parts) -> Tensor:
+    """(B, 1, C, H, W): the mean over every item of every part."""
+    total = None
+    for t in v:
+        total = _sum_over_support(t, total)
+    return total.div_(sum(t.shape[1] for t in v))[:, None]
 
 
 class CrossBlock(nn.Module):
@@ -146,34 +142,26 @@ class CrossBlock(nn.Module):
     def forward(
         self,
         query: Sequence[Tensor],
-        support_term: Callable[[slice], Tensor],
-        items: int,
+        support_term: Callable[[int], Tensor],
+        parts: Sequence[slice],
         need_support: bool = True,
-        chunk: int | None = None,
         keep: Callable[[Tensor], Tensor] | None = None,
-    ) -> tuple[Tensor, Tensor | None]:
-        """(u', V') from query groups (B, c, H, W) and ``support_term(items_slice)``, the support
-        term (Bs, k, C, H, W) of those of the ``items`` support items; V' (B, items, C, H, W) is
-        None when ``need_support`` is False. With ``chunk``, at most that many query x support
-        items at a time; with ``keep``, V' holds ``keep(part)`` of each part of the items instead."""
+    ) -> tuple[Tensor, Parts | None]:
+        """(u', V') from query groups (B, c, H, W) and ``support_term(k)``, the support term
+        (Bs, k_items, C, H, W) of the items ``parts[k]``, one part after the other; V' is the
+        list of (B, k_items, C, H, W) outputs per part (``keep(output)`` of each, with ``keep``),
+        None when ``need_support`` is False."""
         zu = _split_conv(query, self.cross_weight[:, : self.query_in])
         zu = zu + self.cross_bias[:, None, None]  # (B, C, H, W)
-        step = items if chunk is None else max(1, chunk // zu.shape[0])
-        total, v = None, None
-        for start in range(0, items, step):
-            part = slice(start, min(items, start + step))
-            term = support_term(part)
+        total, v = None, []
+        for k in range(len(parts)):
+            term = support_term(k)
             total = _sum_over_support(term, total)
             if need_support:  # z_i = zu + zv_i, broadcast over a shared support
                 out = _act(_conv5d(zu[:, None] + term, self.support_conv))
-                out = out if keep is None else keep(out)
-                if step >= items:
-                    v = out
-                else:
-                    v = _items_like(out, items) if v is None else v
-                    v[:, part] = out
-        u = _act(self.target_conv(zu + total.div_(items)))  # mean_i (zu + zv_i)
-        return u, v
+                v.append(out if keep is None else keep(out))
+        u = _act(self.target_conv(zu + total.div_(parts[-1].stop)))  # mean_i (zu + zv_i)
+        return u, v if need_support else None
 
 
 @dataclass(frozen=True)
@@ -250,13 +238,15 @@ class UniverSeg(nn.Module):
         if h % self.divisor or w % self.divisor:
             raise ValueError(f"image size {h}x{w} must be divisible by {self.divisor}")
 
-        items = support_features.shape[1]
+        items, b = support_features.shape[1], target_image.shape[0]
+        step = items if chunk is None else max(1, chunk // b)
+        parts = [slice(start, min(items, start + step)) for start in range(0, items, step)]
         first = _PooledAndMean() if self.decoder else None
-        u, v = self.encoder[0]([target_image], partial(_items_of, support_features), items, chunk=chunk, keep=first)
-        skips: list[tuple[Tensor, Tensor]] = [(u, first.total.div_(items)[:, None])] if first else []
+        u, v = self.encoder[0]([target_image], partial(_parts_of, support_features, parts), parts, keep=first)
+        skips: list[tuple[Tensor, Parts]] = [(u, [first.total.div_(items)[:, None]])] if first else []
         for i, block in enumerate(self.encoder[1:], 1):
             u = F.max_pool2d(u, 2)
-            u, v = block([u], partial(_encoder_term, block, v, i == 1), items, chunk=chunk)
+            u, v = block([u], partial(_encoder_term, block, v, i == 1), parts)
             if i < len(self.encoder) - 1:
                 skips.append((u, v))
         for j, block in enumerate(self.decoder):
@@ -267,9 +257,8 @@ class UniverSeg(nn.Module):
                 # block's mean already), and upsampling and the cross-conv's support term are
                 # linear: average the items first, then one conv instead of S (the largest conv
                 # per item, 40% of the work at S=24).
-                v = _mean_over_support(v)[:, None]
+                v, parts = [_mean_of_parts(v)], [slice(0, 1)]
             u = F.interpolate(u, scale_factor=2, mode="bilinear", align_corners=True)
-            term = partial(_upsampled_term, block, v, skip_v)
             # The last block's support output never reaches the head: skip computing it.
-            u, v = block([u, skip_u], term, skip_v.shape[1], need_support=not last, chunk=chunk)
+            u, v = block([u, skip_u], partial(_upsampled_term, block, v, skip_v), parts, need_support=not last)
         return self.head(u)
