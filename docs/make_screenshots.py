@@ -1,6 +1,6 @@
 """Make the README screenshots from a real napari viewer, running the plugin's workflow.
 
-    xvfb-run -a python docs/make_screenshots.py [--only neurons|instances]
+    xvfb-run -a -s "-screen 0 1600x1300x24" python docs/make_screenshots.py [--only neurons|instances]
 
 Opens the bundled neuron sample (File > Open Sample), docks the UniverSeg widget, adds the three
 painted images as examples and segments the rest: docs/screenshot_progress.png during that run
@@ -45,17 +45,16 @@ def run() -> None:
     _until(lambda: widget.progress.label.text().startswith("segmenting 3/"))
     _shot(viewer, HERE / "screenshot_progress.png")
     _wait(widget)
-    for z in (3, 4, 5, 6, 7):  # results the user checked, accepted as examples
+    for z in (3, 4, 5, 6, 7):  # results the user checked, accepted as examples (each re-runs the rest)
         viewer.dims.set_point(0, z)
         widget.accept_current_slice()
-        widget.cancel()  # the re-run of the rest: not needed for the picture
         _wait(widget)
     viewer.layers["neurons painted"].visible = False
     viewer.dims.set_point(0, 10)
     _shot(viewer, HERE / "screenshot.png")
     widget.grab().save(str(HERE / "screenshot_examples.png"))
     print(f"saved {HERE / 'screenshot_examples.png'}")
-    viewer.close()
+    _close(viewer, widget)
 
 
 def run_instances() -> None:
@@ -64,13 +63,13 @@ def run_instances() -> None:
     _segment_unpainted(viewer, widget, "synthetic nuclei painted objects")
     viewer.dims.set_point(0, 16)  # slice 8 (z scale 2)
     _shot(viewer, HERE / "screenshot_instances.png")
-    viewer.close()
+    _close(viewer, widget)
 
 
 def _open(sample: str, image: str, labels: str):
     """A viewer with a bundled sample (File > Open Sample) and the widget docked on its layers."""
     viewer = napari.Viewer(show=True)
-    viewer.window._qt_window.resize(1400, 900)
+    viewer.window._qt_window.resize(1400, 1150)
     viewer.open_sample("napari-universeg", sample)
     _, widget = viewer.window.add_plugin_dock_widget("napari-universeg", "UniverSeg")
     widget.image_combo.setCurrentText(image)
@@ -88,6 +87,13 @@ def _segment_unpainted(viewer, widget, labels: str) -> None:
 def _wait(widget) -> None:
     """Until the widget's background run has finished (its results arrive through Qt events)."""
     _until(lambda: widget._worker is None)
+
+
+def _close(viewer, widget) -> None:
+    """Close the viewer once the widget's background choice has stopped."""
+    widget.preparer.stop()
+    _until(lambda: widget.preparer.worker is None)
+    viewer.close()
 
 
 def _until(done) -> None:

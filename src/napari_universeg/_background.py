@@ -23,6 +23,7 @@ class PlanPreparer:
         self._again = False
         self._timer = QTimer(widget, singleShot=True, interval=DELAY_MS)
         self._timer.timeout.connect(self._start)
+        widget.destroyed.connect(self.stop)  # a viewer closed without closing the dock first
 
     def schedule(self) -> None:
         """Choose for the examples as they will be after a pause (a running choice is dropped)."""

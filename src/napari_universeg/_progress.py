@@ -39,8 +39,11 @@ class RunProgress(QWidget):
         self.hide()
 
     def report(self, phase: str, done: int, total: int) -> None:
-        """Thread-safe: shown once the GUI thread gets to it."""
-        self._bridge.reported.emit(phase, done, total)
+        """Thread-safe: shown once the GUI thread gets to it; nothing once the dock is gone."""
+        try:
+            self._bridge.reported.emit(phase, done, total)
+        except RuntimeError:  # the dock was deleted while a worker still reports: nothing to show
+            pass
 
     def start(self, text: str) -> None:
         """A run begins: a busy bar and ``text`` until the engine reports."""

@@ -23,11 +23,11 @@ def leading_shape(shape: Sequence[int], rgb: bool = False) -> tuple[int, ...]:
 
 def describe_index(index: Index, axis_labels: Sequence[str] = ()) -> str:
     """A slice position in words: "slice 3"; "t=2, z=14" with the leading axes' labels
-    (napari's numbered default labels "0", "1" are not names: "slice (2, 14)")."""
+    (napari's numbered default labels, "0" or "-3", are not names: "slice (2, 14)")."""
     if not index:
         return "the image"
-    labels = list(axis_labels)[-len(index) :] if len(axis_labels) >= len(index) else []
-    if labels and not any(str(a).isdigit() for a in labels):
+    labels = list(axis_labels)[: len(index)] if len(axis_labels) >= len(index) else []
+    if labels and not any(str(a).lstrip("-").isdigit() for a in labels):
         return ", ".join(f"{a}={i}" for a, i in zip(labels, index))
     return f"slice {index[0]}" if len(index) == 1 else f"slice {tuple(index)}"
 

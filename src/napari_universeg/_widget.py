@@ -221,7 +221,9 @@ class UniverSegWidget(SupportActions, QWidget):
         image = self.image_layer()
         if image is not None:
             _layers.show_slice(self.viewer, image, idx)
-        self.status.setText(f"least certain: {self.session.where(idx)} (expected Dice {self.session.expected[idx]:.2f}); correct it and accept it as an example")
+        self.status.setText(
+            f"least certain: {self.session.where(idx)} (expected Dice {self.session.expected[idx]:.2f}); correct it and accept it as an example"
+        )
         return idx
 
     def _on_step(self, event=None) -> None:
