@@ -212,8 +212,9 @@ def _segment(args) -> None:
     _check_outputs([dst for _, dst in jobs] + prob_paths + saved, inputs)
     support = _load_support(args)
     _resolve_task(args, options, support)
+    print(f"loading the model and reading {len(jobs)} image file(s)...", file=sys.stderr, flush=True)
     seg = Segmenter.from_weights(args.weights, args.device, args.precision, allow_download=args.download_official)
-    stacks = [(f, dst, as_slices(read_image(f), what=str(f))) for f, dst in jobs]
+    stacks = [(f, dst, as_slices(read_image(f), what=str(f))) for f, dst in tqdm(jobs, desc="reading", unit="file", file=sys.stderr, leave=False)]
     total = sum(len(s) for _, _, s in stacks)
     reported = None
     with tqdm(total=total, unit="slice", desc="segmenting", file=sys.stderr) as bar:
