@@ -76,7 +76,9 @@ def test_200_slices_through_the_cli_resumed_after_a_killed_worker_and_opened_in_
     image, labels = np.concatenate([s[0] for s in stacks]), np.concatenate([s[1] for s in stacks])
     path = write_volume(tmp_path / "big.zarr", image, chunks=(5, 64, 64))
     tifffile.imwrite(tmp_path / "every5th.tif", image[::5])  # the single-process reference (slices are independent)
-    examples = [int(np.argmax(labels[a : a + 20].sum((1, 2)))) + a for a in (0, 100)]  # the fullest slice of two stacks
+    # the fullest slice of six stacks: enough work per block (about 1 s) that the run is still
+    # going when the test interrupts it, even on a busy 2-core machine
+    examples = [int(np.argmax(labels[a : a + 20].sum((1, 2)))) + a for a in (0, 40, 80, 100, 140, 180)]
     for z in examples:
         tifffile.imwrite(tmp_path / f"ex{z}.tif", image[z])
         tifffile.imwrite(tmp_path / f"ex{z}_mask.tif", labels[z])
@@ -89,7 +91,7 @@ def test_200_slices_through_the_cli_resumed_after_a_killed_worker_and_opened_in_
     proc = subprocess.Popen([sys.executable, "-m", "napari_universeg.cli", *args], stderr=subprocess.PIPE, text=True)
     try:
         deadline, killed = time.monotonic() + 120, False
-        while _done_count(path) < 4 and proc.poll() is None and time.monotonic() < deadline:
+        while _done_count(path) < 2 and proc.poll() is None and time.monotonic() < deadline:
             if not killed and _done_count(path) >= 1 and _worker_pids(proc):
                 _kill(_worker_pids(proc)[0])
                 killed = True
@@ -100,7 +102,7 @@ def test_200_slices_through_the_cli_resumed_after_a_killed_worker_and_opened_in_
         proc.kill()
     assert killed and proc.returncode == 130, err[-2000:]
     first = zarr.open_array(str(path / "labels/universeg/napari-universeg-done"), mode="r")[:].astype(bool)
-    assert 4 <= first.sum() < 20
+    assert 2 <= first.sum() < 20
     chunk_files = {b: sorted((path / "labels/universeg/s0/c").glob(f"{2 * b}/*/*")) for b in np.flatnonzero(first)}
     stamps = {b: [f.stat().st_mtime_ns for f in files] for b, files in chunk_files.items()}
     assert all(stamps.values())  # every finished block has objects, so chunk files
