@@ -178,7 +178,6 @@ def _segment(args) -> None:
     from .instances import offset_ids
     from .io import as_slices, list_images, read_image, write_labels
     from .ome_zarr_io import is_ome_zarr
-    from .predict import Segmenter
     from .preprocess import label_dtype
 
     options = _predict_options(args)
@@ -213,6 +212,8 @@ def _segment(args) -> None:
     support = _load_support(args)
     _resolve_task(args, options, support)
     print(f"loading the model and reading {len(jobs)} image file(s)...", file=sys.stderr, flush=True)
+    from .predict import Segmenter  # torch: only once the inputs and examples are known to be good
+
     seg = Segmenter.from_weights(args.weights, args.device, args.precision, allow_download=args.download_official)
     stacks = [(f, dst, as_slices(read_image(f), what=str(f))) for f, dst in tqdm(jobs, desc="reading", unit="file", file=sys.stderr, leave=False)]
     total = sum(len(s) for _, _, s in stacks)

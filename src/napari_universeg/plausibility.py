@@ -36,7 +36,7 @@ def mask_problem(mask: np.ndarray) -> str | None:
     same = ((m[:, 1:] == m[:, :-1]) & labelled).sum() / max(1, labelled.sum())
     if same >= MIN_SAME_NEIGHBOUR:
         return None  # many values, each a patch: objects
-    return f"it looks like an image, not labels ({len(values)}+ values that change from pixel to pixel)"
+    return f"its mask looks like an image, not labels ({len(values)}+ values that change from pixel to pixel)"
 
 
 def image_problem(image: np.ndarray, mask: np.ndarray) -> str | None:
