@@ -22,6 +22,16 @@ def stack():
     return image, labels
 
 
+def _count_choices(monkeypatch) -> list:
+    """A list that gets an item each time "auto" makes its leave-one-out choice."""
+    import napari_universeg.predict as predict_module
+
+    calls = []
+    validated = predict_module.validated_plan
+    monkeypatch.setattr(predict_module, "validated_plan", lambda *a: calls.append(1) or validated(*a))
+    return calls
+
+
 def _support(image, labels, slices=(0, 3)):
     s = SupportSet()
     for z in slices:
@@ -186,11 +196,7 @@ def test_candidate_plans_are_resize_and_the_feasible_tile_scales():
 def test_auto_plan_is_validated_once_per_support_set(segmenter, stack, monkeypatch):
     image, labels = stack
     seg = Segmenter(segmenter.model, "cpu", "fp32", size=64)  # a fresh plan cache
-    calls = []
-    import napari_universeg.predict as predict_module
-
-    validated = predict_module.validated_plan
-    monkeypatch.setattr(predict_module, "validated_plan", lambda *a: calls.append(1) or validated(*a))
+    calls = _count_choices(monkeypatch)
     support = _support(image, labels)
     seg.predict(support, image[:2])
     seg.predict(support, image[2:4])
@@ -208,11 +214,7 @@ def test_auto_plan_is_validated_once_per_support_set(segmenter, stack, monkeypat
 def test_a_support_set_that_grew_keeps_its_choice_with_a_new_classifier(segmenter, stack, monkeypatch):
     image, labels = stack
     seg = Segmenter(segmenter.model, "cpu", "fp32", size=64)
-    calls = []
-    import napari_universeg.predict as predict_module
-
-    validated = predict_module.validated_plan
-    monkeypatch.setattr(predict_module, "validated_plan", lambda *a: calls.append(1) or validated(*a))
+    calls = _count_choices(monkeypatch)
     first = seg.predict(_support(image, labels, (0, 3)), image[:1])[0].plan
     preds = seg.predict(_support(image, labels, (0, 3, 5)), image[:2])
     # the first result with the plan as it was, the rest with the classifier fitted anew
@@ -320,11 +322,7 @@ def test_only_the_examples_a_pass_uses_are_prepared(segmenter, stack):
 def test_preview_comes_first_then_the_same_slice_with_the_chosen_plan(segmenter, stack, monkeypatch):
     image, labels = stack
     seg = Segmenter(segmenter.model, "cpu", "fp32", size=64)  # a fresh plan cache
-    calls = []
-    import napari_universeg.predict as predict_module
-
-    validated = predict_module.validated_plan
-    monkeypatch.setattr(predict_module, "validated_plan", lambda *a: calls.append(1) or validated(*a))
+    calls = _count_choices(monkeypatch)
     support, progress = _support(image, labels), []
     preds = list(seg.iter_predict(support, image, indices=[4, 1], preview=True, progress=lambda *p: progress.append(p)))
     assert [(p.index, p.preview) for p in preds] == [(4, True), (4, False), (1, False)]
@@ -346,11 +344,7 @@ def test_a_plan_prepared_in_another_thread_is_chosen_once_and_used(segmenter, st
 
     image, labels = stack
     seg = Segmenter(segmenter.model, "cpu", "fp32", size=64)
-    calls = []
-    import napari_universeg.predict as predict_module
-
-    validated = predict_module.validated_plan
-    monkeypatch.setattr(predict_module, "validated_plan", lambda *a: calls.append(1) or validated(*a))
+    calls = _count_choices(monkeypatch)
     support = _support(image, labels)
     chosen = []
     t = threading.Thread(target=lambda: chosen.append(seg.prepare(support, image.shape[-2:], PredictOptions())))

@@ -52,7 +52,7 @@ class PlanPreparer:
             options = w.settings.options()
         except ValueError:
             return  # the run will say what is wrong
-        if options.mode != "auto" and options.method in ("auto", "universeg"):
+        if options.plan_is_given():
             return  # nothing to choose
         shape = image.data.shape[-3:-1] if image.rgb else image.data.shape[-2:]
         session, device = w.session, w.device.currentText()

@@ -31,7 +31,7 @@ import numpy as np
 
 from .ome_zarr_io import Block, LabelsTarget, ZarrSlices, ZarrVolume, create_labels, open_labels, open_ome_zarr, plan_blocks
 from .options import PredictOptions
-from .support import Example, SupportSet
+from .support import SupportSet, plan_task
 
 RETRIES = 2  # tries of a failed block after the first
 _ENGINES: dict[tuple, object] = {}  # per worker process: (model key, device, precision) -> Segmenter
@@ -71,18 +71,9 @@ def support_digest(support: SupportSet) -> str:
     return h.hexdigest()
 
 
-def _plan_support(support: SupportSet, options: PredictOptions) -> tuple[SupportSet, PredictOptions]:
-    """The support set and options the plan is chosen on: for instances, the foreground of every
-    painted object as one class (as Segmenter does for that task)."""
-    if options.task != "instances":
-        return support, options
-    fg = [Example(ex.image, (ex.mask > 0).astype(np.int32), ex.source, True, ex.meta) for ex in support.enabled()]
-    return SupportSet(fg), replace(options, task="classes", classes=None)
-
-
 def choose_plan(segmenter, support: SupportSet, options: PredictOptions, slice_shape: tuple[int, int]):
     """The plan for slices of ``slice_shape`` (H, W), chosen once (``Segmenter.plan``)."""
-    plan_support, plan_options = _plan_support(support, options)
+    plan_support, plan_options = plan_task(support, options)
     return segmenter.plan(plan_support, tuple(slice_shape), plan_options, provisional=False)
 
 

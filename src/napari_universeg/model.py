@@ -18,8 +18,8 @@ shared by all B queries (its first-block term is then computed once).
 With ``chunk`` (inference), each block takes the support items a few at a time (at most ``chunk``
 query x support items), part after part in every block, so that only the blocks' outputs are
 held for all items, not their intermediate terms; of the first block's outputs only what the rest
-uses is kept (pooled, and their mean for the last decoder block). The same sums in the same order: at S = 64 a 512 px
-stack peaked at +407 MB instead of +941 MB above the loaded model (benchmarks/stacks.py).
+uses is kept (pooled, and their mean for the last decoder block). The same sums in the same order: at S = 64 a
+512 px stack peaked under 0.4 GB instead of 0.94 GB above the loaded model (benchmarks/stacks.py).
 """
 
 from __future__ import annotations

@@ -50,6 +50,11 @@ class PredictOptions:
     seed: int = 0
     max_items: int | None = None  # queries x support items per forward pass (bounds memory); None: MAX_ITEMS of the device
 
+    def plan_is_given(self) -> bool:
+        """True when these options fix how UniverSeg sees the images and who predicts: a run has
+        nothing to choose or fit first (Segmenter.plan)."""
+        return self.mode != "auto" and self.method in ("auto", "universeg")
+
     def validate(self) -> None:
         """A ValueError naming the first field out of range; nothing otherwise."""
         if self.task not in TASKS:

@@ -46,7 +46,7 @@ from .options import ADAPTING, CHOOSING, MAX_ITEMS, METHODS, MODES, SEGMENTING, 
 from .pixel_classifier import FeatureCache
 from .plausibility import classes_problem
 from .preprocess import blank_problem, check_image, check_size, label_dtype, normalize, resize, to_grey
-from .support import Example, SupportSet
+from .support import Example, SupportSet, plan_task
 
 __all__ = ["MODES", "Plan", "PredictOptions", "Segmenter", "SlicePrediction", "candidate_plans", "choose_plan", "object_thickness"]
 
@@ -326,7 +326,8 @@ class Segmenter:
         seed a watershed over the foreground. Each slice's objects are numbered 1..K."""
         examples = support.enabled()
         tasks = [core_rim_task(ex.mask) for ex in examples]
-        fg = [Example(ex.image, (ex.mask > 0).astype(np.int32), ex.source, True, ex.meta) for ex in examples]
+        fg_support, fg_options = plan_task(support, options)
+        fg = fg_support.enabled()
         cores = [Example(ex.image, (task == CORE).astype(np.int32), ex.source, True, ex.meta) for ex, task in zip(examples, tasks)]
         min_seed, min_size = fragment_sizes([ex.mask for ex in examples], tasks)
         indices = list(range(len(images))) if indices is None else list(indices)
@@ -344,8 +345,7 @@ class Segmenter:
                 del pending[i]
             return entry[0]
 
-        fg_options = replace(options, task="classes", classes=None)
-        plan = self.plan(SupportSet(fg), read(indices[0], count=False).shape, fg_options, cancel, provisional=False, progress=progress)
+        plan = self.plan(fg_support, read(indices[0], count=False).shape, fg_options, cancel, provisional=False, progress=progress)
         if plan is None:
             return
         core_plan = replace(plan, provisional=False)
@@ -473,7 +473,7 @@ class Segmenter:
         another thread (``prepare``) and takes its result. ``progress(CHOOSING, done, total)`` while
         choosing. None if ``cancel`` returned True."""
         examples = support.enabled()
-        if options.mode != "auto" and options.method in ("auto", "universeg"):
+        if options.plan_is_given():
             return choose_plan(examples, query_shape, self.size, options.mode, options.scale)
         context = self._support_key([], (query_shape, replace(options, adapt=False)))
         members = frozenset(self._support_key([ex], None) for ex in examples)
@@ -554,9 +554,7 @@ class Segmenter:
         options.validate()
         if not support.enabled():
             return None
-        if options.task == "instances":  # the objects' union decides the plan (_iter_instances)
-            fg = [Example(ex.image, (ex.mask > 0).astype(np.int32), ex.source, True, ex.meta) for ex in support.enabled()]
-            support, options = SupportSet(fg), replace(options, task="classes", classes=None)
+        support, options = plan_task(support, options)  # instances: the objects' union decides (_iter_instances)
         return self.plan(support, query_shape, options, cancel, provisional=False, progress=progress)
 
     def _read(self, images, i: int, channel: int | None) -> np.ndarray:

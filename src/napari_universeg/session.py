@@ -250,9 +250,10 @@ class AnnotationSession:
         """Write a result into its slice of ``layer`` (undoable, see write_slice) and record its
         digest, expected Dice, note and plan. Objects get ids no other label of the layer has. With ``fill_painted`` a slice that has labels
         (painted meanwhile) is kept and nothing is recorded; returns whether it was written."""
-        ours = (layer.name, result.index) in self.written and not self.edited(layer, result.index)
-        if fill_painted and read_slice(layer.data, result.index).any() and not ours:
-            return False
+        if fill_painted and read_slice(layer.data, result.index).any():
+            ours = (layer.name, result.index) in self.written and not self.edited(layer, result.index)
+            if not ours:  # painted meanwhile (a preview this run wrote may be replaced)
+                return False
         labels = result.labels
         if result.objects:  # ids unique in the layer: above every label it held when the run began
             first = self._next_id.get(layer.name) or int(np.max(layer.data)) + 1

@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from .instances import guess_task
-from .options import TASKS
+from .options import TASKS, PredictOptions
 from .plausibility import pair_problem
 from .preprocess import check_declared_size, check_image, check_mask, label_dtype, to_grey
 
@@ -159,6 +159,16 @@ class SupportSet:
             ) from None
         task = metadata.get("task") or guess_task([ex.mask for ex in examples])  # files from before tasks: guessed
         return cls(examples, task=task)
+
+
+def plan_task(support: SupportSet, options: PredictOptions) -> tuple[SupportSet, PredictOptions]:
+    """The enabled examples and the options a plan is chosen on: for task "instances", every
+    painted object's foreground as one class (the objects are then seeded from it, predict.py);
+    for "classes", as given."""
+    if options.task != "instances":
+        return support, options
+    fg = [Example(ex.image, (ex.mask > 0).astype(np.int32), ex.source, True, ex.meta) for ex in support.enabled()]
+    return SupportSet(fg), replace(options, task="classes", classes=None)
 
 
 def _check_member_sizes(path: Path) -> None:
