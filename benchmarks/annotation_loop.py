@@ -3,12 +3,13 @@ one more slice perfectly (chosen by a strategy), accept it and segment the rest 
 
     python -m benchmarks.annotation_loop [--data ../shared/evaldata]
         [--sets isbi2012_em_membranes,pfcpn_brightfield_neurons] [--slices 30] [--rounds 4]
-        [--strategies suggest,random,spread] [--seed 0] [--json out.json] [--plot out.png]
+        [--strategies suggest,random,spread] [--random-seeds 0,1,2] [--json out.json] [--plot out.png]
     python -m benchmarks.annotation_loop --table-from newer.json older.json [--plot out.png]
 
 Series: the first ``--slices`` images of each set (sorted ids; the EM set is one serial stack).
 The start slice is the middle one. Strategies for the next slice: "suggest" (the plugin's
-suggestion, lowest expected Dice, suggest.py), "random" (seeded) and "spread" (farthest from the
+suggestion, suggest.py), "random" (one run per seed of --random-seeds; the table adds their mean
+per round, what following a random pick gives on average) and "spread" (farthest from the
 painted ones). Each round segments the unpainted slices nearest-first to the slice painted last,
 as the widget does after an accept, with one Segmenter kept across rounds, as in a session.
 Prints one line per round (Dice on the unpainted slices, seconds to the first result and to the
@@ -62,9 +63,11 @@ def run_loop(seg: Segmenter, images: list, masks: list, strategy: str, rounds: i
         rest = nearest_first([i for i in range(n) if i not in painted], painted[-1])
         start = time.perf_counter()
         scores, dices, first_s = {}, [], None
-        for pred in seg.iter_predict(support, images, options, indices=rest):
+        for pred in seg.iter_predict(support, images, options, indices=rest, preview=True):  # as the widget runs
             if first_s is None:
                 first_s = time.perf_counter() - start
+            if pred.preview:
+                continue  # shown first, then the same slice again, final
             scores[pred.index] = expected_dice(pred.labels, pred.probability)
             dices.append(dice(pred.labels > 0, masks[pred.index] > 0))
         total_s = time.perf_counter() - start
@@ -95,7 +98,28 @@ def _rank_corr(scores: dict[int, float], truth: dict[int, float]) -> float:
     return float(spearmanr([scores[k] for k in keys], [truth[k] for k in keys])[0])
 
 
+def with_random_mean(results: dict) -> dict:
+    """The results with a "random (mean)" entry per data set: the mean Dice per round over the
+    random runs ("random (seed S)"), when there are several."""
+    out = {}
+    for name, by_strategy in results.items():
+        runs = [rows for strategy, rows in by_strategy.items() if strategy.startswith("random (seed")]
+        out[name] = dict(by_strategy)
+        if len(runs) > 1:
+            rounds = min(len(r) for r in runs)
+            out[name][f"random (mean of {len(runs)})"] = [
+                {
+                    "painted": runs[0][k]["painted"],
+                    "dice_rest": float(np.mean([r[k]["dice_rest"] for r in runs])),
+                    "first_s": max(r[k]["first_s"] for r in runs),
+                }
+                for k in range(rounds)
+            ]
+    return out
+
+
 def table(results: dict) -> str:
+    results = with_random_mean(results)
     lines = [
         "| data set | strategy | "
         + " | ".join(f"{k} painted" for k in range(1, 1 + max(len(r) for s in results.values() for r in s.values())))
@@ -116,9 +140,12 @@ def plot(results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    results = with_random_mean(results)
     fig, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 3.6), squeeze=False)
     for ax, (name, by_strategy) in zip(axes[0], results.items()):
         for strategy, rows in by_strategy.items():
+            if strategy.startswith("random (seed") and any(s.startswith("random (mean") for s in by_strategy):
+                continue  # the mean stands for them
             ax.plot([len(r["painted"]) for r in rows], [r["dice_rest"] for r in rows], marker="o", label=strategy)
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("painted slices")
@@ -136,17 +163,23 @@ def main() -> None:
     p.add_argument("--slices", type=int, default=30)
     p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--strategies", default=",".join(STRATEGIES))
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--random-seeds", default="0,1,2", help="one run of the random strategy per seed")
     p.add_argument("--json", type=Path)
     p.add_argument("--plot", type=Path)
     p.add_argument(
-        "--table-from", type=Path, nargs="+", metavar="JSON", help="print the table (and --plot) from earlier --json files, later ones first"
+        "--table-from",
+        type=Path,
+        nargs="+",
+        metavar="JSON",
+        help="print the table (and --plot) from earlier --json files; for a strategy run in several, the first listed counts",
     )
     args = p.parse_args()
     if args.table_from:
-        results = {}
-        for path in args.table_from:
-            results = {**json.loads(path.read_text()), **results}
+        results: dict = {}
+        for path in args.table_from:  # a strategy's first run listed wins
+            for name, by_strategy in json.loads(path.read_text()).items():
+                for strategy, rows in by_strategy.items():
+                    results.setdefault(name, {}).setdefault(strategy, rows)
         print(table(results))
         if args.plot:
             plot(results, args.plot)
@@ -157,9 +190,13 @@ def main() -> None:
         ds = load_dataset(args.data / name)
         ids = sorted(ds.ids)[: args.slices]
         images, masks = [ds.image(i) for i in ids], [ds.mask(i) for i in ids]
-        for strategy in args.strategies.split(","):
-            print(f"# {name}: {strategy}", flush=True)
-            results.setdefault(name, {})[strategy] = run_loop(seg, images, masks, strategy, args.rounds, args.seed, PredictOptions())
+        runs = [(s, 0) for s in args.strategies.split(",") if s != "random"]
+        if "random" in args.strategies.split(","):
+            runs += [("random", int(seed)) for seed in args.random_seeds.split(",")]
+        for strategy, seed in runs:
+            label = f"random (seed {seed})" if strategy == "random" else strategy
+            print(f"# {name}: {label}", flush=True)
+            results.setdefault(name, {})[label] = run_loop(seg, images, masks, strategy, args.rounds, seed, PredictOptions())
             if args.json:
                 args.json.write_text(json.dumps(results, indent=1))
     print(table(results))

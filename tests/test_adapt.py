@@ -1,11 +1,13 @@
-"""Test-time adaptation: a fine-tuned copy, never the shipped model, used through PredictOptions."""
+"""Test-time adaptation: a fine-tuned copy, never the shipped model, used through PredictOptions;
+"auto" adapts from two examples, and a set that grew continues the last adaptation."""
 
 import numpy as np
 import pytest
 import torch
 
 from napari_universeg import PredictOptions, Segmenter, SupportSet, UniverSeg
-from napari_universeg.adapt import adapt_model
+from napari_universeg.adapt import MAX_STEPS, STEPS_PER_EXAMPLE, Adaptation, fine_tune
+from napari_universeg.options import ADAPTING
 from napari_universeg.sample_data import synthetic_stack
 
 
@@ -31,7 +33,7 @@ def test_adaptation_changes_a_copy_and_lowers_the_episode_loss(segmenter):
         image = segmenter._image_tensor(ex.image.astype(np.float32), None)[0:1]
         mask = segmenter._mask_tensor(ex.mask, None)[0:1].clamp(0, 1)
         pairs.append((image, mask))
-    tuned = adapt_model(segmenter.model, pairs, steps=30, lr=1e-3)
+    tuned = fine_tune(Adaptation(segmenter.model), pairs, steps=30, lr=1e-3).model
     for k, v in segmenter.model.state_dict().items():
         assert torch.equal(v, before[k]), f"the original model changed: {k}"
     assert any(not torch.equal(v, tuned.state_dict()[k]) for k, v in before.items())
@@ -50,9 +52,9 @@ def test_adaptation_changes_a_copy_and_lowers_the_episode_loss(segmenter):
 
 def test_adaptation_can_be_cancelled_and_needs_two_examples(segmenter):
     pair = (torch.zeros(1, 1, 64, 64), torch.zeros(1, 1, 64, 64))
-    assert adapt_model(segmenter.model, [pair, pair], cancel=lambda: True) is None
+    assert fine_tune(Adaptation(segmenter.model), [pair, pair], 5, cancel=lambda: True) is None
     with pytest.raises(ValueError, match="two examples"):
-        adapt_model(segmenter.model, [pair])
+        fine_tune(Adaptation(segmenter.model), [pair], 5)
 
 
 @pytest.mark.parametrize("mode,scale", [("resize", None), ("tiled", 1.0)])
@@ -61,11 +63,11 @@ def test_predict_with_adapt_uses_a_cached_adapted_copy(segmenter, mode, scale):
     options = PredictOptions(mode=mode, scale=scale, adapt=True)
     first = segmenter.predict(support, [query], options)[0]
     assert first.labels.shape == query.shape
-    assert len(segmenter._adapted) == 1
-    adapted = next(iter(segmenter._adapted.values()))
+    adapted = segmenter.adaptation
+    assert adapted.steps == STEPS_PER_EXAMPLE * 2  # two halves
     segmenter.predict(support, [query], options)
-    assert next(iter(segmenter._adapted.values())) is adapted  # not fine-tuned again
-    assert adapted is not segmenter.model
+    assert segmenter.adaptation is adapted  # not fine-tuned again
+    assert adapted.model is not segmenter.model
 
 
 def test_adapt_refuses_several_classes(segmenter):
@@ -73,3 +75,61 @@ def test_adapt_refuses_several_classes(segmenter):
     support[0].mask[:4, :4] = 2
     with pytest.raises(ValueError, match="one class"):
         segmenter.predict(support, [query], PredictOptions(mode="resize", adapt=True))
+
+
+def _steps(segmenter):
+    return None if segmenter.adaptation is None else segmenter.adaptation.steps
+
+
+def test_auto_adapts_from_two_examples_and_continues_as_the_set_grows(segmenter):
+    image, labels = synthetic_stack(n_slices=8, size=96)
+    options = PredictOptions(mode="resize", method="universeg")  # adapt None: "auto"
+    support = SupportSet()
+    support.add(image[0], labels[0], source="slice 0")
+    segmenter.predict(support, [image[7]], options)
+    assert segmenter.adaptation is None  # one example: not adapted
+    support.add(image[1], labels[1], source="slice 1")
+    segmenter.predict(support, [image[7]], options)
+    assert _steps(segmenter) == 2 * STEPS_PER_EXAMPLE
+    first = segmenter.adaptation
+    support.add(image[2], labels[2], source="slice 2")  # an accepted slice: continue
+    segmenter.predict(support, [image[7]], options)
+    assert _steps(segmenter) == 3 * STEPS_PER_EXAMPLE
+    assert first.steps == 2 * STEPS_PER_EXAMPLE  # the earlier state was copied, not changed
+    smaller = SupportSet()
+    for z in (0, 2, 3, 4, 5, 6):  # slice 1 removed: start afresh, at most MAX_STEPS
+        smaller.add(image[z], labels[z], source=f"slice {z}")
+    segmenter.predict(smaller, [image[7]], options)
+    assert _steps(segmenter) == min(MAX_STEPS, 6 * STEPS_PER_EXAMPLE)
+    segmenter.predict(smaller, [image[7]], PredictOptions(mode="resize", method="universeg", adapt=False))
+    assert _steps(segmenter) == min(MAX_STEPS, 6 * STEPS_PER_EXAMPLE)  # adapt=False: the shipped model, nothing trained
+
+
+def test_first_result_after_an_accept_comes_before_the_adaptation(segmenter):
+    image, labels = synthetic_stack(n_slices=8, size=96)
+    options = PredictOptions(mode="resize", method="universeg")
+    support = SupportSet()
+    for z in (0, 1):
+        support.add(image[z], labels[z], source=f"slice {z}")
+    segmenter.predict(support, [image[7]], options)
+    support.add(image[2], labels[2], source="slice 2")
+    events = []
+    for pred in segmenter.iter_predict(support, image, options, indices=[5, 6], preview=True, progress=lambda *a: events.append(a[0])):
+        events.append(("preview" if pred.preview else "final", pred.index))
+    assert events[0] == ("preview", 5)  # from the two-example adaptation, before any step
+    assert ADAPTING in events and events.index(ADAPTING) > 0
+    assert [e for e in events if isinstance(e, tuple)] == [("preview", 5), ("final", 5), ("final", 6)]
+    assert _steps(segmenter) == 3 * STEPS_PER_EXAMPLE
+
+
+def test_prepare_adapts_so_that_the_run_has_nothing_to_wait_for(segmenter):
+    image, labels = synthetic_stack(n_slices=8, size=96)
+    options = PredictOptions(mode="resize", method="universeg")
+    support = SupportSet()
+    for z in (0, 1):
+        support.add(image[z], labels[z], source=f"slice {z}")
+    segmenter.prepare(support, image.shape[1:], options)
+    assert _steps(segmenter) == 2 * STEPS_PER_EXAMPLE
+    preds = list(segmenter.iter_predict(support, image, options, indices=[5], preview=True))
+    assert [p.preview for p in preds] == [False]
+    assert _steps(segmenter) == 2 * STEPS_PER_EXAMPLE

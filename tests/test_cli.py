@@ -222,8 +222,31 @@ def test_evaluate_writes_the_json_layout(tmp_path):
     for i in range(6):
         iio.imwrite(tmp_path / "ds" / "images" / f"{i:03d}.png", (image[i] / image.max() * 255).astype(np.uint8))
         tifffile.imwrite(tmp_path / "ds" / "masks" / f"{i:03d}.tif", labels[i])
-    rc = main(["evaluate", str(tmp_path / "ds"), "--support-sizes", "1,4", "--seeds", "0,1", "--json", str(tmp_path / "r.json"), "--mode", "resize"])
+    rc = main(
+        [
+            "evaluate",
+            str(tmp_path / "ds"),
+            "--support-sizes",
+            "1,4",
+            "--seeds",
+            "0,1",
+            "--json",
+            str(tmp_path / "r.json"),
+            "--mode",
+            "resize",
+            "--no-adapt",
+        ]
+    )
     assert rc == 0
     r = json.loads((tmp_path / "r.json").read_text())
     assert r["dataset"] == "ds" and r["method"] == "universeg" and set(r["summary"]) == {"1", "4"}
     assert r["summary"]["4"]["n_used"] == 3 and 0 <= r["summary"]["1"]["mean"] <= 1 and r["seconds"] > 0
+
+
+def test_adapt_is_auto_unless_asked_for_or_refused():
+    from napari_universeg.cli import build_parser
+
+    base = ["segment", "s.tif", "--out", "o.tif", "--support-set", "x.npz"]
+    assert build_parser().parse_args(base).adapt is None  # auto: from two examples of one class
+    assert build_parser().parse_args([*base, "--adapt"]).adapt is True
+    assert build_parser().parse_args([*base, "--no-adapt"]).adapt is False

@@ -82,7 +82,7 @@ def test_labels_in_the_labels_group_equal_the_single_process_result(volume, engi
 
 def test_cli_resumes_checks_and_refuses_to_clobber(volume, capsys):
     path, _, _ = volume
-    args = ["segment", str(path), *_support_args(path.parent), "--mode", "resize", "--block-slices", "4"]
+    args = ["segment", str(path), *_support_args(path.parent), "--mode", "resize", "--no-adapt", "--block-slices", "4"]
     assert main(args) == 0
     done = zarr.open_array(str(path / "labels/universeg/napari-universeg-done"), mode="r+")
     done[1] = 0  # as if the run had stopped before the second block

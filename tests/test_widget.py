@@ -89,14 +89,17 @@ def test_predictor_choice_reaches_the_engine(widget, stack, qtbot):
 
 
 @pytest.mark.slow
-def test_adapt_checkbox_reaches_the_engine(widget, qtbot):
+def test_adapt_choice_reaches_the_engine(widget, qtbot):
     widget.add_painted_slices()
     widget.method.setCurrentText("universeg")
     widget.mode.setCurrentText("resize")
-    widget.adapt_check.setChecked(True)
-    run(widget, qtbot, "current")
     seg = widget.session.segmenter(widget.device.currentText())
-    assert len(seg._adapted) == 1 and next(iter(seg._adapted.values())) is not seg.model
+    widget.adapt.setCurrentText("never")
+    run(widget, qtbot, "current")
+    assert seg.adaptation is None
+    widget.adapt.setCurrentText("always")
+    run(widget, qtbot, "current")
+    assert seg.adaptation is not None and seg.adaptation.model is not seg.model
     assert widget.status.text().startswith("done (whole image resized)")
 
 

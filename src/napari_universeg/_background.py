@@ -1,7 +1,8 @@
-"""The dock widget's background choice: "auto" chooses its plan (leave-one-out on the examples,
-tens of seconds on a CPU) in a worker thread while the user is still painting, so that clicking
-Segment finds it made. It starts a pause after the examples last changed and is cancelled when
-they change again; a run that needs the plan meanwhile waits for it (Segmenter.plan)."""
+"""The dock widget's background preparation: "auto" chooses its plan (leave-one-out on the
+examples, tens of seconds on a CPU) and the model is adapted to the examples (Segmenter.prepare)
+in a worker thread while the user is still painting, so that clicking Segment finds them made. It
+starts a pause after the examples last changed and is cancelled when they change again; a run
+that needs them meanwhile waits for them (Segmenter.plan, Segmenter.adapted_model)."""
 
 from __future__ import annotations
 
@@ -52,8 +53,8 @@ class PlanPreparer:
             options = w.settings.options()
         except ValueError:
             return  # the run will say what is wrong
-        if options.plan_is_given():
-            return  # nothing to choose
+        if options.plan_is_given() and options.adapt is False:
+            return  # nothing to choose or learn
         shape = image.data.shape[-3:-1] if image.rgb else image.data.shape[-2:]
         session, device = w.session, w.device.currentText()
         self._cancel, self.key = False, session.run_key(options)

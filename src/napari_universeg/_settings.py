@@ -21,8 +21,9 @@ CONTROLS = (  # the attributes, also exposed by the widget
     "probability_check",
     "fill_painted_check",
     "live_check",
-    "adapt_check",
+    "adapt",
 )
+ADAPT_CHOICES = {"auto: from 2 examples": None, "always": True, "never": False}  # PredictOptions.adapt
 
 
 class LayerChoice(QFormLayout):
@@ -85,8 +86,13 @@ class SettingsBox(QGroupBox):
         self.probability_check = QCheckBox("also show probabilities")
         self.fill_painted_check = QCheckBox("write into unpainted slices of the painted layer")
         self.live_check = QCheckBox("live: segment each slice I move to")
-        self.adapt_check = QCheckBox("adapt the model to my examples (slower first run)")
-        self.adapt_check.setToolTip("fine-tune a copy of UniverSeg for a few seconds on your examples before segmenting; one class at a time")
+        self.adapt = QComboBox()
+        self.adapt.addItems(list(ADAPT_CHOICES))
+        self.adapt.setCurrentIndex(list(ADAPT_CHOICES.values()).index(defaults.adapt))
+        self.adapt.setToolTip(
+            "fine-tune a copy of UniverSeg on your examples (one class at a time), in the background while you paint; "
+            "each accepted example continues it, about 15 s on a laptop CPU. auto: from 2 examples (one overfits)"
+        )
         form = QFormLayout(self)
         for label, w in (
             ("task", self.task),
@@ -98,9 +104,10 @@ class SettingsBox(QGroupBox):
             ("mode", self.mode),
             ("tiled scale", self.scale),
             ("device", self.device),
+            ("learn from examples", self.adapt),
         ):
             form.addRow(label, w)
-        for w in (self.probability_check, self.fill_painted_check, self.live_check, self.adapt_check):
+        for w in (self.probability_check, self.fill_painted_check, self.live_check):
             form.addRow(w)
 
     def options(self) -> PredictOptions:
@@ -115,7 +122,7 @@ class SettingsBox(QGroupBox):
             mode=self.mode.currentText(),
             scale=self.scale.value() or None,
             method=self.method.currentText(),
-            adapt=self.adapt_check.isChecked(),
+            adapt=ADAPT_CHOICES[self.adapt.currentText()],
         )
         options.validate()
         return options

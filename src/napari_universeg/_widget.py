@@ -64,7 +64,7 @@ class UniverSegWidget(SupportActions, QWidget):
         self.support_list = self.support_box.list
         layout.addWidget(self.support_box)
         self.settings = SettingsBox()
-        for name in CONTROLS:  # task, support_size, ensemble, ..., live_check, adapt_check
+        for name in CONTROLS:  # task, support_size, ensemble, ..., live_check, adapt
             setattr(self, name, getattr(self.settings, name))
         self.task.activated.connect(lambda _: self.session.choose_task(self.task.currentText()))  # by the user only
         layout.addWidget(self.settings)

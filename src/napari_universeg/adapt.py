@@ -1,19 +1,27 @@
-"""Test-time adaptation: a few seconds of fine-tuning on episodes built from the support set.
+"""Test-time adaptation: fine-tuning on episodes built from the support set.
 
 Each step, ``QUERIES_PER_STEP`` random examples are queries, each with up to
 ``MAX_EPISODE_SUPPORT`` of the others as its support, in the view the images will be segmented in
 (resized whole, or crops at the tile scale), with random flips, 90-degree turns and contrast
-changes; the loss is soft Dice + cross-entropy, as in training. A single example is cut into halves that predict each other. Only a copy of the
-model is changed; the weights on disk never are. Known from the literature on test-time tuning
-of few-shot segmenters (e.g. fine-tuning the encoder on the support set with episodes, as in
-"Take a Peek", 2025): gains come with a risk of overfitting the few examples, so steps and the
-learning rate are kept small.
+changes; the loss is soft Dice + cross-entropy, as in training. A single example is cut into
+halves that predict each other. Only a copy of the model is changed; the weights on disk never are.
+
+The annotation loop adds one example at a time, so an adaptation continues where the last one
+stopped when examples were only added (Segmenter.adapted_model): each new example buys
+``STEPS_PER_EXAMPLE`` more steps on all of them, and the more examples, the longer the model is
+tuned. Known from the literature on test-time tuning of few-shot segmenters (e.g. fine-tuning the
+encoder on the support set with episodes, as in "Take a Peek", 2025): gains come with a risk of
+overfitting the few examples. Measured here (benchmarks/results/adapt.md): from two examples on,
+tuning gained on all four evaldata sets; from the halves of one image it lost 0.09 Dice on
+brightfield neurons, so "auto" starts at ``MIN_EXAMPLES``.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,23 +29,45 @@ import torch.nn.functional as F
 
 from .model import UniverSeg
 
-ADAPT_STEPS = 20
-ADAPT_LR = 3e-5  # the end of the training schedule's range: small steps from the shipped weights
+# 3e-5 (the end of the training schedule) moved the model too little in tens of steps (EM
+# membranes, 4 examples: 0.733 after 20 steps; 0.760 after 60 steps at 3e-4, 0.789 after 150).
+ADAPT_LR = 3e-4
+STEPS_PER_EXAMPLE = 40  # steps each example adds (about 0.4 s a step on 2 CPU cores)
+MAX_STEPS = 200  # most steps of one adaptation from the shipped model (many examples at once)
+MIN_EXAMPLES = 2  # "auto" adapts from this many examples (the halves of one image overfit)
 # Episodes per step and support items per episode: the cost of a step grows with their product
 # (about 70 ms per item on 2 cores); 4 x 8 took 47 s for 20 steps, 2 x 4 keeps it near 10 s.
 QUERIES_PER_STEP = 2
 MAX_EPISODE_SUPPORT = 4
 
 
-def adapt_model(
-    model: UniverSeg,
+@dataclass
+class Adaptation:
+    """A tuned copy of the model (eval mode), its optimiser's state and the steps it took."""
+
+    model: UniverSeg
+    optimizer: dict[str, Any] | None = None  # Adam's state_dict; None before the first step
+    steps: int = 0
+
+
+def steps_for(new_examples: int, continued: bool) -> int:
+    """Steps of an adaptation for ``new_examples`` examples (or halves) it has not seen yet: a
+    fresh one stops at MAX_STEPS, a continued one adds STEPS_PER_EXAMPLE per new example."""
+    steps = STEPS_PER_EXAMPLE * new_examples
+    return steps if continued else min(steps, MAX_STEPS)
+
+
+def fine_tune(
+    start: Adaptation,
     pairs: Sequence[tuple[torch.Tensor, torch.Tensor]],
-    steps: int = ADAPT_STEPS,
+    steps: int,
     lr: float = ADAPT_LR,
     seed: int = 0,
     cancel: Callable[[], bool] | None = None,
-) -> UniverSeg | None:
-    """A fine-tuned copy of ``model`` (on the model's device, in eval mode); None if cancelled.
+    progress: Callable[[int, int], None] | None = None,
+) -> Adaptation | None:
+    """``steps`` more steps from ``start`` (a copy is trained; on the model's device); None if
+    cancelled. ``progress(done, steps)`` after each step.
 
     ``pairs``: per example, a (K, 1, size, size) float32 image tensor and the same-shaped 0/1
     mask of one class, K views of it (1 resized view, or K crops); examples that are queries
@@ -45,12 +75,15 @@ def adapt_model(
     """
     if len(pairs) < 2:
         raise ValueError("adaptation needs at least two examples (or halves of one)")
-    device = next(model.parameters()).device
-    tuned = copy.deepcopy(model).float().train()
+    device = next(start.model.parameters()).device
+    tuned = copy.deepcopy(start.model).float().train()
     opt = torch.optim.Adam(tuned.parameters(), lr=lr)
-    gen = torch.Generator().manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    for _ in range(steps):
+    if start.optimizer is not None:
+        opt.load_state_dict(copy.deepcopy(start.optimizer))
+    # Seeded by the steps already taken, so that a continued adaptation draws new episodes.
+    gen = torch.Generator().manual_seed(seed + start.steps)
+    rng = np.random.default_rng(seed + start.steps)
+    for done in range(steps):
         if cancel is not None and cancel():
             return None
         queries = rng.permutation(len(pairs))[:QUERIES_PER_STEP]
@@ -72,7 +105,9 @@ def adapt_model(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    return tuned.eval()
+        if progress is not None:
+            progress(done + 1, steps)
+    return Adaptation(tuned.eval(), opt.state_dict(), start.steps + steps)
 
 
 def _pick(pair: tuple[torch.Tensor, torch.Tensor], rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:

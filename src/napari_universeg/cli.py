@@ -80,7 +80,13 @@ def _add_predict_options(p: argparse.ArgumentParser) -> None:
         choices=("auto", *METHODS),
         help="who predicts: UniverSeg, the pixel classifier (random forest), their blend, or auto: whichever predicts your examples best from the others (with --mode auto)",
     )
-    p.add_argument("--adapt", action="store_true", help="fine-tune a copy of the model on your examples for a few seconds first (one class)")
+    p.add_argument(
+        "--adapt",
+        action=argparse.BooleanOptionalAction,
+        default=DEFAULTS.adapt,
+        help="fine-tune a copy of the model on your examples first (one class; about 15 s per example on a laptop CPU); "
+        "default: from two examples of one class",
+    )
     p.add_argument("--seed", type=int, default=0)
 
 

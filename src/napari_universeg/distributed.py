@@ -31,7 +31,7 @@ import numpy as np
 
 from .ome_zarr_io import Block, LabelsTarget, ZarrSlices, ZarrVolume, create_labels, open_labels, open_ome_zarr, plan_blocks
 from .options import PredictOptions
-from .support import SupportSet, plan_task
+from .support import SupportSet
 
 RETRIES = 2  # tries of a failed block after the first
 _ENGINES: dict[tuple, object] = {}  # per worker process: (model key, device, precision) -> Segmenter
@@ -72,17 +72,18 @@ def support_digest(support: SupportSet) -> str:
 
 
 def choose_plan(segmenter, support: SupportSet, options: PredictOptions, slice_shape: tuple[int, int]):
-    """The plan for slices of ``slice_shape`` (H, W), chosen once (``Segmenter.plan``)."""
-    plan_support, plan_options = plan_task(support, options)
-    return segmenter.plan(plan_support, tuple(slice_shape), plan_options, provisional=False)
+    """The plan for slices of ``slice_shape`` (H, W), chosen once, and the model adapted once where
+    the options adapt (``Segmenter.prepare``; the model is ``Segmenter.run_model``)."""
+    return segmenter.prepare(support, tuple(slice_shape), options)
 
 
 def fixed_options(plan, options: PredictOptions) -> PredictOptions:
-    """``options`` with the plan's choice written in (mode, scale, method): with them, a Segmenter
-    anywhere makes the same plan without choosing (the pixel classifier, where the plan uses one,
-    is fitted on all examples with the same seed, as "auto" fits it)."""
+    """``options`` with the plan's choice written in (mode, scale, method) and no adaptation (the
+    blocks run with the model adapted on the driver): with them, a Segmenter anywhere makes the
+    same plan without choosing (the pixel classifier, where the plan uses one, is fitted on all
+    examples with the same seed, as "auto" fits it)."""
     scale = plan.scale if plan.mode == "tiled" else None
-    return replace(options, mode=plan.mode, scale=scale, method=plan.method)
+    return replace(options, mode=plan.mode, scale=scale, method=plan.method, adapt=False)
 
 
 def label_dtype_for(support: SupportSet, options: PredictOptions) -> np.dtype:
@@ -197,6 +198,9 @@ def segment_ome_zarr(
     seg = segmenter or Segmenter.from_weights(weights, device, precision)
     plan = choose_plan(seg, support, options, volume.slice_shape)
     fixed = fixed_options(plan, options)
+    model = seg.run_model(support, plan, options)
+    if model is not seg.model:  # adapted: the blocks run with the tuned copy
+        seg = Segmenter(model, seg.device, seg.precision, seg.size)
     if plan.estimate is not None:
         log(f"{plan.describe()}: {plan.estimate_message(len(support.enabled()))}")
     blocks = plan_blocks(volume, block_slices)
@@ -230,7 +234,7 @@ def segment_ome_zarr(
             for block in pending:
                 finish(block, segment_block(seg, block, slices, target, support, fixed))
         else:
-            _run_on_cluster(client, pending, slices, target, support, fixed, seg.model, (device, precision), retries, finish, failures)
+            _run_on_cluster(client, pending, slices, target, support, fixed, model, (device, precision), retries, finish, failures)
     result.seconds = time.perf_counter() - start
     if failures:
         raise BlocksFailed(image, failures, len(blocks))

@@ -43,7 +43,9 @@ class PredictOptions:
     # Who predicts: "universeg", "pixels" (pixel classifier), "blend" (their mean), or "auto":
     # chosen by leave-one-out on the examples when mode is "auto", else "universeg".
     method: str = "auto"
-    adapt: bool = False  # fine-tune a copy of the model on the examples first (adapt.py)
+    # Fine-tune a copy of the model on the examples first (adapt.py): True always, False never,
+    # None ("auto") from two examples of one class (Segmenter.adapts)
+    adapt: bool | None = None
     # "classes": each label value is a class; "instances": each value one object of one class,
     # and the result has one value per object (instances.py)
     task: str = "classes"

@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from .adapt import adapt_model
+from .adapt import MIN_EXAMPLES, Adaptation, fine_tune, steps_for
 from .choice import (
     Plan,
     candidate_plans,
@@ -116,18 +116,22 @@ class Segmenter:
         # "auto" plans chosen by leave-one-out, per support set: (plan, options key, example keys)
         self._plans: dict[str, tuple[Plan, str, frozenset[str]]] = {}
         self.features = FeatureCache(512 << 20)  # pixel-classifier features of images seen, by content
-        self._adapted: dict[str, UniverSeg] = {}  # the last adapted copy of the model, by support set
+        # The last adaptation: (view key, example keys, Adaptation); one is kept, models are large
+        self._adapted: tuple[str, frozenset[str], Adaptation] | None = None
         self._tensors: OrderedDict[str, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()  # _example_tensors
         self._tensor_bytes = 0
         # A plan may be chosen in the background (prepare) while a run makes its preview: the
         # caches are shared between threads, and one choice at a time is made (the other waits).
         self._cache_lock = threading.Lock()
         self._choosing = threading.Lock()
+        self._adapting = threading.Lock()  # likewise, one adaptation at a time
 
     def forget_plans(self) -> None:
-        """Drop the chosen plans: the next call chooses anew even for a support set that grew
-        from an earlier one (for independent tasks, such as the runs of the evaluation protocol)."""
+        """Drop the chosen plans and the last adaptation: the next call chooses (and adapts) anew
+        even for a support set that grew from an earlier one (for independent tasks, such as the
+        runs of the evaluation protocol)."""
         self._plans.clear()
+        self._adapted = None
 
     @classmethod
     def from_weights(cls, weights: str = "default", device: str | None = None, precision: str = "auto", allow_download: bool = False) -> Segmenter:
@@ -270,15 +274,19 @@ class Segmenter:
         def read(i: int) -> np.ndarray:
             return first if i == first_index else self._read_query(images, i, channel, blank)
 
-        if plan.provisional:  # the first result with a plan at hand, the rest with the chosen one
-            quick = list(self._predict_with(plan, examples, classes, options, indices[:1], read, cancel, blank, progress))
+        # With a preview, the first result comes with what is at hand (a provisional plan, the last
+        # adaptation of a set these examples grew from), the rest with the chosen plan and the
+        # model adapted to these examples.
+        waits = preview and self._adaptation_pending(examples, classes, plan, options)
+        if plan.provisional or waits:
+            quick = list(self._predict_with(plan, examples, classes, options, indices[:1], read, cancel, blank, progress, train=not preview))
             yield from (replace(pred, preview=preview) for pred in quick)
-            provisional, plan = plan, self.plan(support, first.shape, options, cancel, provisional=False, progress=progress)
+            provisional = plan
+            if plan.provisional:
+                plan = self.plan(support, first.shape, options, cancel, provisional=False, progress=progress)
             if plan is None or not quick:  # cancelled
                 return
-            same = plan == provisional and not plan.uses_classifier  # the first slice would come out the same
-            if preview and same:
-                yield replace(quick[0], plan=plan)
+            same = plan == provisional and not plan.uses_classifier and not waits  # the first slice would come out the same
             if same or not preview:  # the provisional result stands (a grown set's previous plan)
                 indices = indices[1:]
         yield from self._predict_with(plan, examples, classes, options, indices, read, cancel, blank, progress)
@@ -294,21 +302,22 @@ class Segmenter:
         blank[i] = f"slice {i} {problem}; it was left empty"
         return np.zeros(im.shape, np.float32)
 
-    def _predict_with(self, plan: Plan, examples, classes, options, indices, read, cancel, blank, progress=None) -> Iterator[SlicePrediction]:
-        for i, image, p in self._probs_with(plan, examples, classes, options, indices, read, cancel, progress):
+    def _predict_with(
+        self, plan: Plan, examples, classes, options, indices, read, cancel, blank, progress=None, train: bool = True
+    ) -> Iterator[SlicePrediction]:
+        for i, image, p in self._probs_with(plan, examples, classes, options, indices, read, cancel, progress, train):
             if i in blank:
                 yield SlicePrediction(i, np.zeros(image.shape, label_dtype(max(classes))), np.zeros(image.shape, np.float32), plan, blank[i])
                 continue
             yield self._combine(i, p, classes, options.threshold, plan)
 
     def _probs_with(
-        self, plan: Plan, examples, classes, options, indices, read, cancel, progress=None
+        self, plan: Plan, examples, classes, options, indices, read, cancel, progress=None, train: bool = True
     ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-        """(index, image, (C, H, W) float32 probabilities) per query slice, by the plan's method."""
+        """(index, image, (C, H, W) float32 probabilities) per query slice, by the plan's method
+        (UniverSeg with the model adapted_model gives, with its ``train``)."""
         if plan.uses_universeg:
-            if options.adapt and progress is not None:
-                progress(ADAPTING, 0, 0)
-            model = self.adapted_model(examples, classes, plan, options, cancel) if options.adapt else self.model
+            model = self.adapted_model(examples, classes, plan, options, cancel, progress, train)
             if model is None:  # cancelled while adapting
                 return
             probs = self._iter_universeg_probs(examples, classes, plan, options, indices, read, cancel, model)
@@ -412,29 +421,93 @@ class Segmenter:
         ((_, _, p),) = self._iter_universeg_probs(list(examples), classes, plan, replace(options, ensemble=1), [0], lambda i: image, None)
         return p
 
-    def adapted_model(self, examples, classes, plan: Plan, options: PredictOptions, cancel=None) -> UniverSeg | None:
-        """A copy of the model fine-tuned on episodes from the examples in the plan's view (cached
-        per support set and plan); None if cancelled."""
+    @property
+    def adaptation(self) -> Adaptation | None:
+        """The last adaptation (tuned model, optimiser state, steps taken), if there was one."""
+        return None if self._adapted is None else self._adapted[2]
+
+    @staticmethod
+    def adapts(examples: Sequence[Example], classes: Sequence[int], options: PredictOptions) -> bool:
+        """Whether UniverSeg is fine-tuned on the examples first: with ``options.adapt`` True
+        always, False never, None ("auto") from adapt.MIN_EXAMPLES examples of one class."""
+        if options.adapt is None:
+            return options.task == "classes" and len(classes) == 1 and len(examples) >= MIN_EXAMPLES
+        return options.adapt
+
+    def adapted_model(
+        self, examples, classes, plan: Plan, options: PredictOptions, cancel=None, progress=None, train: bool = True
+    ) -> UniverSeg | None:
+        """The model UniverSeg runs with for these examples and plan: the Segmenter's, or (when
+        ``adapts``) a copy fine-tuned on episodes from the examples in the plan's view; None if
+        cancelled. A set that grew from the last adapted one continues its adaptation with
+        STEPS_PER_EXAMPLE steps per new example (adapt.py); any other set starts afresh from the
+        shipped weights (an example removed or changed is forgotten). Without ``train``, the
+        last adaptation of a set these examples grew from (or the shipped model) is returned at
+        once: the first result after an accept comes from it. ``progress(ADAPTING, done, total)``."""
+        if not self.adapts(examples, classes, options):
+            return self.model
         if len(classes) != 1:
             raise ValueError("adaptation works on one class at a time: choose one with the classes option")
-        key = self._support_key(examples, (plan.mode, plan.scale, classes, options.seed, options.support_size))
-        if key not in self._adapted:
-            scale = None if plan.mode == "resize" else plan.scale
-            pairs = []
-            rng = np.random.default_rng(options.seed)
-            for ex in halves(examples[0]) if len(examples) == 1 else examples:
-                image, mask = self._example_tensors(ex, scale)
-                mask = (mask == classes[0]).float()
-                if scale is None:
-                    pairs.append((image[0:1], mask[0:1]))
-                else:
-                    crops = list(_crops(image, mask > 0, self.size, ADAPT_CROPS, rng))
-                    pairs.append((torch.cat([c[0] for c in crops]), torch.cat([c[1].float() for c in crops])))
-            model = adapt_model(self.model, pairs, seed=options.seed, cancel=cancel)
-            if model is None:
+        view, members = self._adaptation_key(examples, classes, plan, options)
+        last = self._adapted  # read without the lock: a first result does not wait for training
+        grew = last is not None and last[0] == view and last[1] <= members
+        if grew and last[1] == members:
+            return last[2].model
+        if not train:
+            return last[2].model if grew else self.model
+        with self._adapting:  # one adaptation at a time; a second caller takes the first's result
+            last = self._adapted
+            grew = last is not None and last[0] == view and last[1] <= members
+            if grew and last[1] == members:
+                return last[2].model
+            start = last[2] if grew else Adaptation(self.model)
+            steps = steps_for(len(members - last[1]) if grew else max(2, len(examples)), continued=grew)
+            pairs = self._adaptation_pairs(examples, classes[0], plan, options)
+            report = None if progress is None else lambda done, total: progress(ADAPTING, done, total)
+            tuned = fine_tune(start, pairs, steps, seed=options.seed, cancel=cancel, progress=report)
+            if tuned is None:
                 return None
-            self._adapted = {key: model.to(memory_format=torch.channels_last)}  # keep one: models are large
-        return self._adapted[key]
+            tuned.model = tuned.model.to(memory_format=torch.channels_last)
+            self._adapted = (view, members, tuned)
+            return tuned.model
+
+    def run_model(self, support: SupportSet, plan: Plan, options: PredictOptions) -> UniverSeg:
+        """The model a run of ``options`` on these examples uses with ``plan`` once ``prepare`` has
+        made it: the adapted copy where the run adapts, else the Segmenter's own."""
+        support, options = plan_task(support, options)
+        if not plan.uses_universeg:
+            return self.model
+        return self.adapted_model(support.enabled(), self._classes(support, options), plan, options, train=False)
+
+    def _adaptation_key(self, examples, classes, plan: Plan, options: PredictOptions) -> tuple[str, frozenset[str]]:
+        """What an adaptation is for: the view (with classes, seed and support size) and the examples."""
+        view = self._support_key([], (plan.mode, plan.scale, list(classes), options.seed, options.support_size))
+        return view, frozenset(self._support_key([ex], None) for ex in examples)
+
+    def _adaptation_pending(self, examples, classes, plan: Plan, options: PredictOptions) -> bool:
+        """Whether a run with this plan has to fine-tune the model first."""
+        if not (plan.uses_universeg and self.adapts(examples, classes, options)):
+            return False
+        last = self._adapted
+        return last is None or last[:2] != self._adaptation_key(examples, classes, plan, options)
+
+    def _adaptation_pairs(self, examples, cls: int, plan: Plan, options: PredictOptions) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per example the run's support uses (or half of a single one): its views in the plan's
+        view (1 resized, or ADAPT_CROPS crops at the tile scale) and their 0/1 masks of class ``cls``."""
+        scale = None if plan.mode == "resize" else plan.scale
+        used = sorted(set(np.concatenate(_subsets(len(examples), options)).tolist()))  # as _support_tensors
+        examples = [examples[i] for i in used]
+        pairs = []
+        rng = np.random.default_rng(options.seed)
+        for ex in halves(examples[0]) if len(examples) == 1 else examples:
+            image, mask = self._example_tensors(ex, scale)
+            mask = (mask == cls).float()
+            if scale is None:
+                pairs.append((image[0:1], mask[0:1]))
+            else:
+                crops = list(_crops(image, mask > 0, self.size, ADAPT_CROPS, rng))
+                pairs.append((torch.cat([c[0] for c in crops]), torch.cat([c[1].float() for c in crops])))
+        return pairs
 
     @staticmethod
     def _support_key(examples, extra) -> str:
@@ -550,12 +623,18 @@ class Segmenter:
         progress: Callable[[str, int, int], None] | None = None,
     ) -> Plan | None:
         """Choose (and cache) the plan that a run of these examples on images of ``query_shape``
-        (H, W) will use, e.g. in the background while the user paints; None if cancelled."""
+        (H, W) will use, and adapt the model to them where the run would, e.g. in the background
+        while the user paints; None if cancelled."""
         options.validate()
         if not support.enabled():
             return None
         support, options = plan_task(support, options)  # instances: the objects' union decides (_iter_instances)
-        return self.plan(support, query_shape, options, cancel, provisional=False, progress=progress)
+        plan = self.plan(support, query_shape, options, cancel, provisional=False, progress=progress)
+        if plan is not None and plan.uses_universeg:
+            classes = self._classes(support, options)
+            if self.adapted_model(support.enabled(), classes, plan, options, cancel, progress) is None:
+                return None
+        return plan
 
     def _read(self, images, i: int, channel: int | None) -> np.ndarray:
         im = to_grey(np.asarray(images[i]), channel, what=f"slice {i}")

@@ -168,7 +168,8 @@ def plan_task(support: SupportSet, options: PredictOptions) -> tuple[SupportSet,
     if options.task != "instances":
         return support, options
     fg = [Example(ex.image, (ex.mask > 0).astype(np.int32), ex.source, True, ex.meta) for ex in support.enabled()]
-    return SupportSet(fg), replace(options, task="classes", classes=None)
+    # Not adapted: the objects' cores are a second support set, and one adaptation is kept.
+    return SupportSet(fg), replace(options, task="classes", classes=None, adapt=False)
 
 
 def _check_member_sizes(path: Path) -> None:
