@@ -149,6 +149,7 @@ def plot(results: dict, path: Path) -> None:
             ax.plot([len(r["painted"]) for r in rows], [r["dice_rest"] for r in rows], marker="o", label=strategy)
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("painted slices")
+        ax.set_xticks(range(1, 1 + max(len(rows) for rows in by_strategy.values())))
         ax.set_ylabel("Dice on the other slices")
         ax.grid(alpha=0.3)
         ax.legend()

@@ -23,8 +23,10 @@ def files(tmp_path):
     return tmp_path
 
 
-def _support_args(d):
-    return ["--support-images", str(d / "ex0.tif"), str(d / "ex2.tif"), "--support-masks", str(d / "ex0_mask.tif"), str(d / "ex2_mask.tif")]
+def _support_args(d, adapt=False):
+    """The two examples; without adaptation (tens of seconds here) unless the test is about it."""
+    args = ["--support-images", str(d / "ex0.tif"), str(d / "ex2.tif"), "--support-masks", str(d / "ex0_mask.tif"), str(d / "ex2_mask.tif")]
+    return args if adapt else [*args, "--no-adapt"]
 
 
 def test_segment_a_stack_and_reuse_the_saved_support_set(files, capsys):
@@ -35,7 +37,7 @@ def test_segment_a_stack_and_reuse_the_saved_support_set(files, capsys):
             str(files / "stack.tif"),
             "--out",
             str(out),
-            *_support_args(files),
+            *_support_args(files, adapt=True),  # auto: adapted, and the same again from the saved set
             "--save-support",
             str(files / "set.npz"),
             "--mode",
@@ -83,6 +85,7 @@ def test_segment_a_folder_of_sample_images(tmp_path):
             *map(str, masks[:2]),
             "--mode",
             "resize",
+            "--no-adapt",
         ]
     )
     assert rc == 0

@@ -131,7 +131,7 @@ def test_a_missing_array_and_cluster_flags_on_a_tiff(tmp_path, capsys):
 @pytest.mark.gui
 def test_labels_open_in_napari_on_the_image(volume, make_napari_viewer):
     path, image, support = volume
-    assert main(["segment", str(path), *_support_args(path.parent), "--mode", "resize"]) == 0
+    assert main(["segment", str(path), *_support_args(path.parent), "--mode", "resize", "--no-adapt"]) == 0
     viewer = make_napari_viewer()
     viewer.open(str(path), plugin="napari-ome-zarr")
     image_layer, labels_layer = viewer.layers

@@ -30,11 +30,3 @@ def test_next_slice_is_the_least_expected_that_is_not_painted():
     assert next_slice(scores, [(1,)]) == (2,)
     assert next_slice(scores, []) == (1,)
     assert next_slice(scores, scores) is None
-
-
-def test_next_slice_passes_over_the_neighbours_of_painted_slices():
-    scores = {z: 0.9 for z in range(10)}
-    scores[5], scores[1] = 0.3, 0.6  # 5 is the least certain, but next to the painted 4
-    assert next_slice(scores, [4]) == 1  # distance 3 of the farthest 5 (slice 9): at least 2.5 needed
-    assert next_slice({(0, 3): 0.5, (2, 9): 0.8}, [(0, 2)]) == (2, 9)  # t, z: distances add up
-    assert next_slice({(3,): 0.5}, [(1, 1)]) == (3,)  # a painted index of another shape is no neighbour

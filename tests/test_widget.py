@@ -8,6 +8,7 @@ from napari_universeg import _widget as W
 from napari_universeg import session as S
 from napari_universeg._reader import get_reader
 from napari_universeg._writer import write_support
+from napari_universeg.adapt import STEPS_PER_EXAMPLE
 from napari_universeg.sample_data import synthetic_stack
 
 pytestmark = pytest.mark.gui
@@ -40,6 +41,8 @@ def widget(make_napari_viewer, stack):
     w = W.UniverSegWidget(viewer)
     w.image_combo.setCurrentText("cells")
     w.labels_combo.setCurrentText("painted")
+    # Adaptation (tens of seconds here) is on only in the tests about it and the accept loop
+    w.adapt.setCurrentText("never")
     return w
 
 
@@ -115,6 +118,7 @@ def test_unpainted_only_and_fill_the_painted_layer(widget, stack, qtbot):
 
 
 def test_current_slice_accept_and_suggest(widget, qtbot):
+    widget.adapt.setCurrentText("auto: from 2 examples")  # the default: the loop learns
     widget.add_painted_slices()
     widget.viewer.dims.set_point(0, 6.0)  # world z = 6 -> data slice 3 (scale 2)
     assert widget.current_index(widget.labels_layer()) == (3,)
@@ -125,6 +129,8 @@ def test_current_slice_accept_and_suggest(widget, qtbot):
     widget.accept_current_slice()  # starts a run of the rest
     wait(widget, qtbot)
     assert len(widget.support) == 3 and widget.support[2].source.startswith("accepted")
+    seg = widget.session.segmenter(widget.device.currentText())
+    assert seg.adaptation.steps == 3 * STEPS_PER_EXAMPLE  # the model learned the accepted slice too
     run(widget, qtbot)
     idx = widget.suggest_next_slice()
     assert idx is not None and idx not in [(1,), (5,), (3,)]

@@ -11,9 +11,9 @@ stopped when examples were only added (Segmenter.adapted_model): each new exampl
 ``STEPS_PER_EXAMPLE`` more steps on all of them, and the more examples, the longer the model is
 tuned. Known from the literature on test-time tuning of few-shot segmenters (e.g. fine-tuning the
 encoder on the support set with episodes, as in "Take a Peek", 2025): gains come with a risk of
-overfitting the few examples. Measured here (benchmarks/results/adapt.md): from two examples on,
-tuning gained on all four evaldata sets; from the halves of one image it lost 0.09 Dice on
-brightfield neurons, so "auto" starts at ``MIN_EXAMPLES``.
+overfitting the few examples. Measured here (benchmarks/results/adapt.md): from four examples on
+it gained 0.02-0.09 Dice on three evaldata sets and lost up to 0.01 on the fourth (two cell
+lines); from the halves of one image it lost 0.09 on two sets, so "auto" starts at ``MIN_EXAMPLES``.
 """
 
 from __future__ import annotations
@@ -29,10 +29,11 @@ import torch.nn.functional as F
 
 from .model import UniverSeg
 
-# 3e-5 (the end of the training schedule) moved the model too little in tens of steps (EM
-# membranes, 4 examples: 0.733 after 20 steps; 0.760 after 60 steps at 3e-4, 0.789 after 150).
+# 3e-5 (the end of the training schedule) moved the model too little in tens of steps for the
+# annotation loop to learn (EM membranes, 4 examples, 10 slices: 0.733 after 20 steps; 0.760
+# after 60 steps at 3e-4, 0.789 after 150).
 ADAPT_LR = 3e-4
-STEPS_PER_EXAMPLE = 40  # steps each example adds (about 0.4 s a step on 2 CPU cores)
+STEPS_PER_EXAMPLE = 40  # steps each example adds (0.4-0.5 s a step on 2 CPU cores, about 15 s)
 MAX_STEPS = 200  # most steps of one adaptation from the shipped model (many examples at once)
 MIN_EXAMPLES = 2  # "auto" adapts from this many examples (the halves of one image overfit)
 # Episodes per step and support items per episode: the cost of a step grows with their product

@@ -1,4 +1,4 @@
-"""Which slice to paint next: one whose result is likely wrong, away from the painted ones.
+"""Which slice to paint next: the one whose result is most likely wrong.
 
 A slice's score is the Dice its result would have if the model's probabilities were right (the
 "expected Dice" of the labels under the probabilities). It is low where many pixels sit near the
@@ -32,26 +32,7 @@ def expected_dice(labels: np.ndarray, probability: np.ndarray) -> float:
 
 
 def next_slice(scores: Mapping[K, float], painted: Iterable[K]) -> K | None:
-    """The slice to paint next: the lowest expected Dice among the unpainted slices that are at
-    least half as far from the nearest painted slice as the farthest slice is; None if none is left.
-
-    Neighbouring sections of a stack look alike, so a slice next to a painted one teaches the
-    model little that the painted one did not, however unsure its result. Keys are slice
-    indices (ints or tuples of ints); distance is the sum of the index differences.
-    """
-    painted = list(painted)
-    open_ = {k: v for k, v in scores.items() if k not in set(painted)}
-    if not open_:
-        return None
-    if painted:
-        far = {k: _distance(k, painted) for k in open_}
-        reach = max(far.values())
-        open_ = {k: v for k, v in open_.items() if far[k] >= reach / 2}
-    return min(open_, key=open_.get)
-
-
-def _distance(index: Hashable, painted: list) -> float:
-    """Index distance to the nearest painted slice of the same dimensionality (inf if none)."""
-    here = np.atleast_1d(np.asarray(index, float))
-    others = [np.atleast_1d(np.asarray(p, float)) for p in painted]
-    return min((float(np.abs(here - p).sum()) for p in others if p.shape == here.shape), default=float("inf"))
+    """The slice with the lowest expected Dice that is not painted yet; None if there is none."""
+    painted = set(painted)
+    open_ = {k: v for k, v in scores.items() if k not in painted}
+    return min(open_, key=open_.get) if open_ else None
