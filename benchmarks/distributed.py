@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     support = SupportSet()
     for z in np.argsort(labels.sum((1, 2)))[-4:]:
         support.add(image[z], labels[z])
-    options = PredictOptions(mode="resize", method="universeg")
+    options = PredictOptions(mode="resize", method="universeg", adapt=False)
     engine = Segmenter.from_weights("default", "cpu")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -72,7 +72,7 @@ def main() -> None:
         support = SupportSet()
         for im, m in examples:
             support.add(im, (m > 0).astype(np.uint8))
-        options = PredictOptions(mode="resize", method="universeg", support_size=s)
+        options = PredictOptions(mode="resize", method="universeg", support_size=s, adapt=False)
         seg.predict(support, stack[:1], options)  # warm-up of both, as a running session would be
         literal(sd, examples, stack[:1])
         start = time.perf_counter()

@@ -35,10 +35,10 @@ def main() -> None:
         seg.forget_plans()
         seg.features.items.clear()
         seg.features.bytes = 0
-        auto = timed_run(seg, support, queries, truths, PredictOptions())
+        auto = timed_run(seg, support, queries, truths, PredictOptions(adapt=False))  # views compared, as shipped
         runs = [("auto -> " + auto["plan"].describe(), auto["plan"].estimate, auto)]
         for cand in auto["plan"].candidates:
-            options = PredictOptions(mode=cand.mode, scale=cand.scale if cand.mode == "tiled" else None, method=cand.method)
+            options = PredictOptions(mode=cand.mode, scale=cand.scale if cand.mode == "tiled" else None, method=cand.method, adapt=False)
             seg.forget_plans()  # the classifier is fitted anew, as part of the first result
             runs.append((cand.describe(), cand.estimate, timed_run(seg, support, queries, truths, options)))
         for label, estimate, r in runs:

@@ -42,7 +42,7 @@ def worker(s: int, slices: int, size: int, mode: str, max_items: int | None) -> 
     stack = np.stack([image[z % s] for z in range(slices)])
     del image, labels
     seg = Segmenter.from_weights("default", "cpu")
-    options = PredictOptions(mode=mode, method="universeg", support_size=s, scale=0.5 if mode == "tiled" else None, max_items=max_items)
+    options = PredictOptions(mode=mode, method="universeg", support_size=s, scale=0.5 if mode == "tiled" else None, max_items=max_items, adapt=False)
     # no warm-up: memory the allocator keeps from a first call would hide the peak; the first
     # call's own overheads are part of what a user waits for
     base, peak, done = _rss_mb(), [0.0], threading.Event()
