@@ -105,12 +105,17 @@ def test_auto_adapts_from_two_examples_and_continues_as_the_set_grows(segmenter)
     assert _steps(segmenter) == min(MAX_STEPS, 6 * STEPS_PER_EXAMPLE)  # adapt=False: the shipped model, nothing trained
 
 
-def test_first_result_after_an_accept_comes_before_the_adaptation(segmenter):
+def _two_painted_slices():
+    """A stack, its labels, options that adapt by default ("auto") and slices 0 and 1 as examples."""
     image, labels = synthetic_stack(n_slices=8, size=96)
-    options = PredictOptions(mode="resize", method="universeg")
     support = SupportSet()
     for z in (0, 1):
         support.add(image[z], labels[z], source=f"slice {z}")
+    return image, labels, PredictOptions(mode="resize", method="universeg"), support
+
+
+def test_first_result_after_an_accept_comes_before_the_adaptation(segmenter):
+    image, labels, options, support = _two_painted_slices()
     segmenter.predict(support, [image[7]], options)
     support.add(image[2], labels[2], source="slice 2")
     events = []
@@ -123,11 +128,7 @@ def test_first_result_after_an_accept_comes_before_the_adaptation(segmenter):
 
 
 def test_prepare_adapts_so_that_the_run_has_nothing_to_wait_for(segmenter):
-    image, labels = synthetic_stack(n_slices=8, size=96)
-    options = PredictOptions(mode="resize", method="universeg")
-    support = SupportSet()
-    for z in (0, 1):
-        support.add(image[z], labels[z], source=f"slice {z}")
+    image, labels, options, support = _two_painted_slices()
     segmenter.prepare(support, image.shape[1:], options)
     assert _steps(segmenter) == 2 * STEPS_PER_EXAMPLE
     preds = list(segmenter.iter_predict(support, image, options, indices=[5], preview=True))

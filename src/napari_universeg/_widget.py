@@ -41,7 +41,7 @@ class UniverSegWidget(SupportActions, QWidget):
         self._live_timer = QTimer(self, singleShot=True, interval=300)
         self._live_timer.timeout.connect(lambda: self.segment("current"))
         self._build()
-        self.preparer = PlanPreparer(self)  # "auto" chooses its plan while the user paints
+        self.preparer = PlanPreparer(self)  # "auto" chooses its plan, and the model adapts, while the user paints
         self.viewer.layers.events.inserted.connect(self._on_layers_changed)
         self.viewer.layers.events.removed.connect(self._on_layers_changed)
         self.viewer.layers.events.inserted.connect(self._import_reader_layers)

@@ -2,9 +2,10 @@
 
 ``segment_ome_zarr`` is the whole run:
 
-1. The plan (how the model sees the slices, who predicts) is chosen once, here, before any block
-   (``Segmenter.plan``), and turned into fixed options (``fixed_options``) that every worker
-   follows: a worker never chooses for itself, so "auto" gives the same answer on any number of
+1. The plan (how the model sees the slices, who predicts) is chosen once, here, before any block,
+   and the model adapted once where the options adapt (``Segmenter.prepare``); the plan is turned
+   into fixed options (``fixed_options``) that every worker follows with the adapted model: a
+   worker never chooses or adapts for itself, so "auto" gives the same answer on any number of
    workers.
 2. The labels image is created in the image's ``labels/`` group (ome_zarr_io.create_labels), or,
    when a run with the same settings already wrote part of it, reopened: the blocks flagged done
@@ -69,12 +70,6 @@ def support_digest(support: SupportSet) -> str:
             h.update(repr((a.shape, a.dtype.str)).encode())
             h.update(np.ascontiguousarray(a).data)
     return h.hexdigest()
-
-
-def choose_plan(segmenter, support: SupportSet, options: PredictOptions, slice_shape: tuple[int, int]):
-    """The plan for slices of ``slice_shape`` (H, W), chosen once, and the model adapted once where
-    the options adapt (``Segmenter.prepare``; the model is ``Segmenter.run_model``)."""
-    return segmenter.prepare(support, tuple(slice_shape), options)
 
 
 def fixed_options(plan, options: PredictOptions) -> PredictOptions:
@@ -196,7 +191,7 @@ def segment_ome_zarr(
     if not support.enabled():
         raise ValueError("the support set has no (enabled) examples: add at least one labelled example")
     seg = segmenter or Segmenter.from_weights(weights, device, precision)
-    plan = choose_plan(seg, support, options, volume.slice_shape)
+    plan = seg.prepare(support, tuple(volume.slice_shape), options)
     fixed = fixed_options(plan, options)
     model = seg.run_model(support, plan, options)
     if model is not seg.model:  # adapted: the blocks run with the tuned copy

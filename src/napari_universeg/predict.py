@@ -449,20 +449,20 @@ class Segmenter:
         if len(classes) != 1:
             raise ValueError("adaptation works on one class at a time: choose one with the classes option")
         view, members = self._adaptation_key(examples, classes, plan, options)
-        last = self._adapted  # read without the lock: a first result does not wait for training
-        grew = last is not None and last[0] == view and last[1] <= members
-        if grew and last[1] == members:
+        last = self._grown_from(view, members)  # without the lock: a first result does not wait for training
+        if last is not None and last[1] == members:
             return last[2].model
         if not train:
-            return last[2].model if grew else self.model
+            return self.model if last is None else last[2].model
         with self._adapting:  # one adaptation at a time; a second caller takes the first's result
-            last = self._adapted
-            grew = last is not None and last[0] == view and last[1] <= members
-            if grew and last[1] == members:
+            last = self._grown_from(view, members)
+            if last is not None and last[1] == members:
                 return last[2].model
-            start = last[2] if grew else Adaptation(self.model)
-            steps = steps_for(len(members - last[1]) if grew else max(2, len(examples)), continued=grew)
             pairs = self._adaptation_pairs(examples, classes[0], plan, options)
+            if last is None:  # afresh: every example (or both halves of one)
+                start, steps = Adaptation(self.model), steps_for(len(pairs), continued=False)
+            else:
+                start, steps = last[2], steps_for(len(members - last[1]), continued=True)
             report = None if progress is None else lambda done, total: progress(ADAPTING, done, total)
             tuned = fine_tune(start, pairs, steps, seed=options.seed, cancel=cancel, progress=report)
             if tuned is None:
@@ -484,12 +484,18 @@ class Segmenter:
         view = self._support_key([], (plan.mode, plan.scale, list(classes), options.seed, options.support_size))
         return view, frozenset(self._support_key([ex], None) for ex in examples)
 
+    def _grown_from(self, view: str, members: frozenset[str]) -> tuple[str, frozenset[str], Adaptation] | None:
+        """The last adaptation if it was made in ``view`` on some or all of ``members``, else None."""
+        last = self._adapted
+        return last if last is not None and last[0] == view and last[1] <= members else None
+
     def _adaptation_pending(self, examples, classes, plan: Plan, options: PredictOptions) -> bool:
         """Whether a run with this plan has to fine-tune the model first."""
         if not (plan.uses_universeg and self.adapts(examples, classes, options)):
             return False
-        last = self._adapted
-        return last is None or last[:2] != self._adaptation_key(examples, classes, plan, options)
+        view, members = self._adaptation_key(examples, classes, plan, options)
+        last = self._grown_from(view, members)
+        return last is None or last[1] != members
 
     def _adaptation_pairs(self, examples, cls: int, plan: Plan, options: PredictOptions) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per example the run's support uses (or half of a single one): its views in the plan's
