@@ -87,6 +87,22 @@ def test_episodes_have_the_training_shapes_and_binary_masks(cache):
     assert all(torch.equal(a, b) for a, b in zip((q, qm, si, sm), again))
 
 
+def test_training_draws_only_from_sources_of_split_train(cache, tmp_path):
+    import json
+
+    from napari_universeg.training.data.prepare import main
+
+    folder, meta = cache
+    assert meta["split"] == "train" and [s.name for s in load_sources(folder)] == ["discs"]
+    pending = tmp_path / "pending.csv"  # the same source, its licence now in doubt
+    pending.write_text(HEADER + "discs,pending,lab/cells,,data/img/*.png,img/(.*)\\.png$,lab/\\1_label.tif,,,instances,,,x,6,CC0-1.0,?,test,\n")
+    (folder / "discs" / "meta.json").write_text(json.dumps({**meta, "split": "pending"}))
+    assert load_sources(folder) == []  # a copy cached while it was in use is not trained on
+    assert [s.name for s in load_sources(folder, ["discs"])] == ["discs"]  # named: validation may read it
+    main(["--sources", str(pending), "--out", str(folder), "--mirrors", str(tmp_path / "mirrors")])
+    assert not (folder / "discs").exists()  # and preparing again removes it
+
+
 def test_a_step_mixes_real_and_synthetic_tasks_and_validates_heldout_sources_apart(cache, tmp_path):
     folder, _ = cache
     cfg = TrainConfig(model={"encoder_widths": [8] * 4, "decoder_widths": [8] * 3}, size=64, real_ratio=0.5, real_cache=str(folder), val_batch=2)

@@ -44,9 +44,13 @@ class RealSource:
 
 
 def load_sources(cache: Path, names: list[str] | None = None, exclude: list[str] | None = None) -> list[RealSource]:
-    """The cached sources named (default: all in ``cache``), minus ``exclude``; only those with tasks."""
+    """The cached sources named (default: all in ``cache`` of split "train" in sources.csv when
+    cached), minus ``exclude``; only those with tasks. A folder cached before its source was
+    held out, or put on hold ("pending" licence), is not trained on by default."""
     folders = sorted(p for p in Path(cache).iterdir() if (p / "meta.json").is_file()) if Path(cache).is_dir() else []
-    if names is not None:
+    if names is None:
+        folders = [p for p in folders if json.loads((p / "meta.json").read_text()).get("split") == "train"]
+    else:
         missing = set(names) - {p.name for p in folders}
         if missing:
             raise FileNotFoundError(f"{cache}: no cached source(s) {sorted(missing)} (run napari-universeg-prepare-data)")

@@ -10,7 +10,7 @@ Each source is a public git repository at a recorded commit, brought onto the ma
 (its bare git directory at MIRRORS/owner+name/repo, as the project's fetch tool leaves it); nothing
 is downloaded here. Per source, the cache holds one folder:
 
-    NAME/meta.json          source, licence, modality, task names, image count
+    NAME/meta.json          source, split, licence, modality, task names, image count
     NAME/img_0000.jpg ...   greyscale images, SIZE x SIZE, uint8 (JPEG, quality 85)
     NAME/mask_0000.png ...  uint8, bit k = task k of meta.json's "tasks" (PNG)
 
@@ -29,6 +29,7 @@ import gzip
 import io
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -291,6 +292,7 @@ def prepare_source(row: dict, mirrors: Path, out: Path) -> dict:
             index += 1
     meta = {
         "name": row["name"],
+        "split": row["split"],  # training draws only from "train" (real.load_sources)
         "repo": row["repo"],
         "commit": tree._git("rev-parse", tree.commit).strip(),
         "licence": row["licence"],
@@ -342,7 +344,11 @@ def main(argv: list[str] | None = None) -> None:
         if args.only and row["name"] not in args.only:
             continue
         if row["split"] not in ("train", "heldout"):  # e.g. "pending": the licence is not confirmed yet
-            print(f"{row['name']}: skipped ({row['split']})", flush=True)
+            note = ""
+            if (args.out / row["name"]).is_dir():  # cached while it was in use: never train on it now
+                shutil.rmtree(args.out / row["name"])
+                note = "; its cached copy removed"
+            print(f"{row['name']}: skipped ({row['split']}){note}", flush=True)
             continue
         try:
             meta = prepare_source(row, args.mirrors, args.out)
