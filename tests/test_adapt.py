@@ -134,3 +134,25 @@ def test_prepare_adapts_so_that_the_run_has_nothing_to_wait_for(segmenter):
     preds = list(segmenter.iter_predict(support, image, options, indices=[5], preview=True))
     assert [p.preview for p in preds] == [False]
     assert _steps(segmenter) == 2 * STEPS_PER_EXAMPLE
+
+
+def test_auto_tests_each_example_before_training_on_it(segmenter):
+    image, labels, options, support = _two_painted_slices()
+    plan = segmenter.prepare(support, image.shape[1:], options)
+    (first,) = segmenter.adaptation.checks  # slice 1, predicted by the model tuned on slice 0 alone
+    assert -1.0 <= first <= 1.0 and _steps(segmenter) == 2 * STEPS_PER_EXAMPLE
+    support.add(image[2], labels[2], source="slice 2")
+    segmenter.prepare(support, image.shape[1:], options)
+    assert segmenter.adaptation.checks[0] == first and len(segmenter.adaptation.checks) == 2  # slice 2 tested, then learned
+    assert segmenter.run_model(support, plan, options) is (segmenter.adaptation.model if segmenter.adaptation.helps else segmenter.model)
+
+
+def test_auto_runs_the_shipped_model_where_the_adaptation_did_worse(segmenter, monkeypatch):
+    image, labels, options, support = _two_painted_slices()
+    monkeypatch.setattr(Segmenter, "_test", lambda *args: -0.25)  # the tuned model did worse on the new example
+    plan = segmenter.prepare(support, image.shape[1:], options)
+    assert segmenter.adaptation.checks == (-0.25,) and not segmenter.adaptation.helps
+    assert segmenter.run_model(support, plan, options) is segmenter.model  # trained, but not used
+    always = PredictOptions(mode="resize", method="universeg", adapt=True)  # "always": used, not tested
+    assert segmenter.run_model(support, plan, always) is segmenter.adaptation.model
+    assert Adaptation(segmenter.model, checks=(0.1, -0.05)).helps and Adaptation(segmenter.model).helps

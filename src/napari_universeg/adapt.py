@@ -44,11 +44,22 @@ MAX_EPISODE_SUPPORT = 4
 
 @dataclass
 class Adaptation:
-    """A tuned copy of the model (eval mode), its optimiser's state and the steps it took."""
+    """A tuned copy of the model (eval mode), its optimiser's state, the steps it took, and its
+    record on examples it had not been trained on yet (``checks``)."""
 
     model: UniverSeg
     optimizer: dict[str, Any] | None = None  # Adam's state_dict; None before the first step
     steps: int = 0
+    # Per example tested before it was trained on: Dice of this adaptation's model minus Dice of
+    # the shipped model, both predicting it from the examples trained on so far ("test, then
+    # train"; Segmenter.adapted_model). Carried on by continued adaptations.
+    checks: tuple[float, ...] = ()
+
+    @property
+    def helps(self) -> bool:
+        """True unless the tests so far say it predicts new examples worse than the shipped
+        model (a mean below 0): where it does not, "auto" runs the shipped model instead."""
+        return not self.checks or float(np.mean(self.checks)) >= 0.0
 
 
 def steps_for(new_examples: int, continued: bool) -> int:
@@ -108,7 +119,7 @@ def fine_tune(
         opt.step()
         if progress is not None:
             progress(done + 1, steps)
-    return Adaptation(tuned.eval(), opt.state_dict(), start.steps + steps)
+    return Adaptation(tuned.eval(), opt.state_dict(), start.steps + steps, start.checks)
 
 
 def _pick(pair: tuple[torch.Tensor, torch.Tensor], rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:

@@ -27,11 +27,12 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from .adapt import MIN_EXAMPLES, Adaptation, fine_tune, steps_for
+from .adapt import MIN_EXAMPLES, STEPS_PER_EXAMPLE, Adaptation, fine_tune, steps_for
 from .choice import (
     Plan,
     candidate_plans,
     choose_plan,
+    class_labels,
     classifier_probs,
     fit_classifier,
     halves,
@@ -41,6 +42,7 @@ from .choice import (
 )
 from .device import autocast_dtype, pick_device, tune_malloc
 from .instances import CORE, core_rim_task, fragment_sizes, instances_from_probs
+from .metrics import class_dice
 from .model import UniverSeg
 from .options import ADAPTING, CHOOSING, MAX_ITEMS, METHODS, MODES, SEGMENTING, PredictOptions
 from .pixel_classifier import FeatureCache
@@ -443,7 +445,13 @@ class Segmenter:
         STEPS_PER_EXAMPLE steps per new example (adapt.py); any other set starts afresh from the
         shipped weights (an example removed or changed is forgotten). Without ``train``, the
         last adaptation of a set these examples grew from (or the shipped model) is returned at
-        once: the first result after an accept comes from it. ``progress(ADAPTING, done, total)``."""
+        once: the first result after an accept comes from it. ``progress(ADAPTING, done, total)``.
+
+        Test, then train: with "auto", each example is first predicted by the adaptation made
+        without it and by the shipped model, from the examples trained on so far (a fresh
+        adaptation trains on all but the last example first), and the difference in Dice is
+        kept (Adaptation.checks). Where the adaptation has done worse on average, "auto" runs
+        the shipped model (it keeps training, so later examples may turn this round)."""
         if not self.adapts(examples, classes, options):
             return self.model
         if len(classes) != 1:
@@ -451,25 +459,58 @@ class Segmenter:
         view, members = self._adaptation_key(examples, classes, plan, options)
         last = self._grown_from(view, members)  # without the lock: a first result does not wait for training
         if last is not None and last[1] == members:
-            return last[2].model
+            return self._chosen(last[2], options)
         if not train:
-            return self.model if last is None else last[2].model
+            return self.model if last is None else self._chosen(last[2], options)
         with self._adapting:  # one adaptation at a time; a second caller takes the first's result
             last = self._grown_from(view, members)
             if last is not None and last[1] == members:
-                return last[2].model
+                return self._chosen(last[2], options)
             pairs = self._adaptation_pairs(examples, classes[0], plan, options)
+            tested = options.adapt is None  # "always" (True) trusts the adaptation without testing it
             if last is None:  # afresh: every example (or both halves of one)
                 start, steps = Adaptation(self.model), steps_for(len(pairs), continued=False)
+                new = examples[-1:] if tested and len(examples) >= 2 else []
             else:
                 start, steps = last[2], steps_for(len(members - last[1]), continued=True)
-            report = None if progress is None else lambda done, total: progress(ADAPTING, done, total)
-            tuned = fine_tune(start, pairs, steps, seed=options.seed, cancel=cancel, progress=report)
+                new = [ex for ex in examples if self._support_key([ex], None) not in last[1]] if tested else []
+            known = [ex for ex in examples if all(ex is not n for n in new)]
+            done = 0
+
+            def report(offset: int, total: int):
+                return None if progress is None else lambda step, _: progress(ADAPTING, offset + step, total)
+
+            if last is None and new:  # first without the example that tests it
+                done = steps - STEPS_PER_EXAMPLE * len(new)
+                start = fine_tune(
+                    start, self._adaptation_pairs(known, classes[0], plan, options), done, seed=options.seed, cancel=cancel, progress=report(0, steps)
+                )
+                if start is None:
+                    return None
+            if new:
+                start = replace(start, checks=start.checks + tuple(self._test(start.model, known, ex, classes, plan, options) for ex in new))
+            tuned = fine_tune(start, pairs, steps - done, seed=options.seed, cancel=cancel, progress=report(done, steps))
             if tuned is None:
                 return None
             tuned.model = tuned.model.to(memory_format=torch.channels_last)
             self._adapted = (view, members, tuned)
-            return tuned.model
+            return self._chosen(tuned, options)
+
+    def _chosen(self, adaptation: Adaptation, options: PredictOptions) -> UniverSeg:
+        """The adapted model, unless "auto" found it worse on the examples it was tested on."""
+        return adaptation.model if options.adapt or adaptation.helps else self.model
+
+    def _test(self, model: UniverSeg, known, example: Example, classes, plan: Plan, options: PredictOptions) -> float:
+        """Dice of ``model`` minus Dice of the shipped model on ``example``, each predicting it
+        from the ``known`` examples in the plan's view."""
+        image = self._read([example.image], 0, None)
+        truth = class_labels(example.mask, classes)
+        one = replace(options, ensemble=1)
+        dice = []
+        for m in (model, self.model):
+            ((_, _, p),) = self._iter_universeg_probs(list(known), classes, plan, one, [0], lambda i: image, None, model=m)
+            dice.append(class_dice(labels_from_probs(p, classes, options.threshold), truth, classes))
+        return dice[0] - dice[1]
 
     def run_model(self, support: SupportSet, plan: Plan, options: PredictOptions) -> UniverSeg:
         """The model a run of ``options`` on these examples uses with ``plan`` once ``prepare`` has
