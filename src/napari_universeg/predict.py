@@ -450,8 +450,10 @@ class Segmenter:
         Test, then train: with "auto", each example is first predicted by the adaptation made
         without it and by the shipped model, from the examples trained on so far (a fresh
         adaptation trains on all but the last example first), and the difference in Dice is
-        kept (Adaptation.checks). Where the adaptation has done worse on average, "auto" runs
-        the shipped model (it keeps training, so later examples may turn this round)."""
+        kept (Adaptation.checks); only adaptations made on MIN_EXAMPLES examples or more are
+        tested, since "auto" never runs one made on the halves of a single example. Where the
+        adaptation has done worse on average, "auto" runs the shipped model (it keeps training,
+        so later examples may turn this round)."""
         if not self.adapts(examples, classes, options):
             return self.model
         if len(classes) != 1:
@@ -475,6 +477,8 @@ class Segmenter:
                 start, steps = last[2], steps_for(len(members - last[1]), continued=True)
                 new = [ex for ex in examples if self._support_key([ex], None) not in last[1]] if tested else []
             known = [ex for ex in examples if all(ex is not n for n in new)]
+            if len(known) < MIN_EXAMPLES:  # tuned on one example's halves: not what "auto" would run
+                new, known = [], examples
             done = 0
 
             def report(offset: int, total: int):
