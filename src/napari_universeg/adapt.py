@@ -14,8 +14,9 @@ encoder on the support set with episodes, as in "Take a Peek", 2025): gains come
 overfitting the few examples. Measured here (benchmarks/results/adapt.md): from four examples on
 it gained 0.02-0.09 Dice on three evaldata sets and lost up to 0.01 on the fourth (two cell
 lines); from the halves of one image it lost 0.09 on two sets, so "auto" starts at ``MIN_EXAMPLES``.
-Against that risk "auto" tests each example on the adaptation before training on it and runs the
-shipped model where the adaptation did worse (``Adaptation.checks``, Segmenter.adapted_model).
+Against that risk "auto" tests a continued adaptation on each new example before training on it,
+and runs the shipped model where the adaptation did worse (``Adaptation.checks``,
+Segmenter.adapted_model).
 """
 
 from __future__ import annotations
