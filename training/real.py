@@ -44,9 +44,10 @@ class RealSource:
 
 
 def load_sources(cache: Path, names: list[str] | None = None, exclude: list[str] | None = None) -> list[RealSource]:
-    """The cached sources named (default: all in ``cache`` of split "train" in sources.csv when
-    cached), minus ``exclude``; only those with tasks. A folder cached before its source was
-    held out, or put on hold ("pending" licence), is not trained on by default."""
+    """The cached sources named (default: those in ``cache`` whose meta.json says split
+    "train"), minus ``exclude``; only those with tasks. So a folder cached before the split was
+    recorded, or of a held-out source, is not trained on by default (and prepare-data removes
+    the copy of a source put on hold, e.g. a "pending" licence)."""
     folders = sorted(p for p in Path(cache).iterdir() if (p / "meta.json").is_file()) if Path(cache).is_dir() else []
     if names is None:
         folders = [p for p in folders if json.loads((p / "meta.json").read_text()).get("split") == "train"]

@@ -416,11 +416,18 @@ class Segmenter:
                 yield i, im, p
 
     def universeg_probs(
-        self, examples: Sequence[Example], image: np.ndarray, plan: Plan, classes: Sequence[int], options: PredictOptions
+        self,
+        examples: Sequence[Example],
+        image: np.ndarray,
+        plan: Plan,
+        classes: Sequence[int],
+        options: PredictOptions,
+        model: UniverSeg | None = None,
     ) -> np.ndarray:
-        """(C, H, W) float32 UniverSeg probabilities of ``classes`` for one 2D image."""
+        """(C, H, W) float32 UniverSeg probabilities of ``classes`` for one 2D image, with
+        ``model`` (default: the Segmenter's)."""
         image = self._read([image], 0, None)
-        ((_, _, p),) = self._iter_universeg_probs(list(examples), classes, plan, replace(options, ensemble=1), [0], lambda i: image, None)
+        ((_, _, p),) = self._iter_universeg_probs(list(examples), classes, plan, replace(options, ensemble=1), [0], lambda i: image, None, model)
         return p
 
     @property
@@ -471,13 +478,16 @@ class Segmenter:
                 return self._chosen(last[2], options)
             pairs = self._adaptation_pairs(examples, classes[0], plan, options)
             if last is None:  # afresh: every example (or both halves of one)
-                start, steps, new = Adaptation(self.model), steps_for(len(pairs), continued=False), []
-            else:  # the new examples test it before it learns them ("always" trusts it untested)
+                start, steps = Adaptation(self.model), steps_for(len(pairs), continued=False)
+            else:
                 start, steps = last[2], steps_for(len(members - last[1]), continued=True)
-                new = [ex for ex in examples if self._support_key([ex], None) not in last[1]] if options.adapt is None else []
-            if new and len(last[1]) >= MIN_EXAMPLES:  # one made on a single example's halves is never run
-                known = [ex for ex in examples if all(ex is not n for n in new)]
-                start = replace(start, checks=start.checks + tuple(self._test(start.model, known, ex, classes, plan, options) for ex in new))
+                # The new examples test it before it learns them; "always" trusts it untested, and
+                # one made on a single example's halves is never run by "auto".
+                if options.adapt is None and len(last[1]) >= MIN_EXAMPLES:
+                    learned = [self._support_key([ex], None) in last[1] for ex in examples]
+                    known = [ex for ex, k in zip(examples, learned) if k]
+                    tests = [self._test(start.model, known, ex, classes, plan, options) for ex, k in zip(examples, learned) if not k]
+                    start = replace(start, checks=start.checks + tuple(tests))
             report = None if progress is None else lambda done, total: progress(ADAPTING, done, total)
             tuned = fine_tune(start, pairs, steps, seed=options.seed, cancel=cancel, progress=report)
             if tuned is None:
@@ -493,13 +503,13 @@ class Segmenter:
     def _test(self, model: UniverSeg, known, example: Example, classes, plan: Plan, options: PredictOptions) -> float:
         """Dice of ``model`` minus Dice of the shipped model on ``example``, each predicting it
         from the ``known`` examples in the plan's view."""
-        image = self._read([example.image], 0, None)
         truth = class_labels(example.mask, classes)
-        one = replace(options, ensemble=1)
-        dice = []
-        for m in (model, self.model):
-            ((_, _, p),) = self._iter_universeg_probs(list(known), classes, plan, one, [0], lambda i: image, None, model=m)
-            dice.append(class_dice(labels_from_probs(p, classes, options.threshold), truth, classes))
+        dice = [
+            class_dice(
+                labels_from_probs(self.universeg_probs(known, example.image, plan, classes, options, m), classes, options.threshold), truth, classes
+            )
+            for m in (model, self.model)
+        ]
         return dice[0] - dice[1]
 
     def run_model(self, support: SupportSet, plan: Plan, options: PredictOptions) -> UniverSeg:
