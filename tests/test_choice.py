@@ -147,3 +147,30 @@ def test_finer_tile_scales_are_not_tried_once_held_out_dice_falls():
     # candidate views: resize, tiles at 1, 0.5, 0.25; 0.25 (the coarsest) already falls below resize
     assert sorted(set(tried)) == [("resize", 1.0), ("tiled", 0.25)]
     assert plan == Plan("resize", 1.0, "universeg")
+
+
+def _partial(mask: np.ndarray, kept: float) -> np.ndarray:
+    """(1, H, W) probabilities that find a share ``kept`` of the mask's pixels (Dice 2k / (1 + k))."""
+    rng = np.random.default_rng(0)
+    return ((mask > 0) & (rng.random(mask.shape) < kept))[None].astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    ("tiles_kept", "chosen"),
+    [
+        ((0.9, 0.6), "resize"),  # tiles lead by 0.04 on average, but win on one example and lose on the other
+        ((0.9, 0.97), "tiled"),  # a clear gain on both examples
+    ],
+)
+def test_tiles_replace_resize_only_for_a_gain_beyond_the_examples_noise(tiles_kept, chosen):
+    examples = [_disks(s, size=400) for s in range(2)]
+    resize_kept = (0.5, 0.9)
+
+    def probs(exs, image, plan):
+        h = next(i for i, ex in enumerate(examples) if ex.image is image)
+        return _partial(examples[h].mask, (resize_kept if plan.mode == "resize" else tiles_kept)[h])
+
+    plan = validated_plan(examples, (400, 400), 64, [1], probs, FeatureCache(), methods=("universeg",))
+    by_view = {(c.mode, c.scale): c.estimate for c in plan.candidates}
+    assert max(by_view.values()) > by_view[("resize", 1.0)] + 0.02  # some tile scale leads by more than MARGIN
+    assert plan.mode == chosen
