@@ -163,3 +163,29 @@ def test_auto_runs_the_shipped_model_where_the_adaptation_did_worse(segmenter, m
     always = PredictOptions(mode="resize", method="universeg", adapt=True)  # "always": used, not tested
     assert segmenter.run_model(support, plan, always) is segmenter.adaptation.model
     assert Adaptation(segmenter.model, checks=(0.1, -0.05)).helps and Adaptation(segmenter.model).helps
+
+
+@pytest.mark.parametrize("check", [0.1, -0.25])
+def test_choosing_again_keeps_the_view_the_model_is_adapted_in_unless_the_adaptation_did_worse(segmenter, monkeypatch, check):
+    """At twice the examples "auto" chooses again; the shipped model's comparison of views no
+    longer tells what runs once the model is tuned in one, so that view stays (only the method
+    is chosen), unless the tuning predicted a new example worse than the shipped model."""
+    image, labels = synthetic_stack(n_slices=5, size=200)  # 200 px: tiles at scale 1 and 0.5 are candidates
+    options = PredictOptions(method="universeg")
+    support = SupportSet()
+    for z in (0, 1):
+        support.add(image[z], labels[z], source=f"slice {z}")
+    first = segmenter.prepare(support, image.shape[1:], options)
+    assert len({(c.mode, c.scale) for c in first.candidates}) > 1  # chosen among views
+    monkeypatch.setattr(Segmenter, "_test", lambda *args: check)
+    support.add(image[2], labels[2], source="slice 2")
+    assert segmenter.prepare(support, image.shape[1:], options) == first  # kept until twice the examples
+    assert segmenter.adaptation.checks == (check,)
+    support.add(image[3], labels[3], source="slice 3")
+    again = segmenter.prepare(support, image.shape[1:], options)
+    views = {(c.mode, c.scale) for c in again.candidates}
+    if check > 0:
+        assert views == {(first.mode, first.scale)} and again == first
+        assert segmenter.adaptation.steps == 4 * STEPS_PER_EXAMPLE  # continued, not started afresh
+    else:
+        assert len(views) > 1  # chosen among views again

@@ -194,9 +194,12 @@ def validated_plan(
     seed: int = 0,
     cancel: Callable[[], bool] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    view: Plan | None = None,
 ) -> Plan | None:
     """Leave-one-out choice among the candidates (module docstring); None if ``cancel`` fired.
     ``progress(done, total)`` after each held-out prediction (total: the most there can be).
+    With ``view``, UniverSeg is tried in that view only (one the model is adapted in; only the
+    method is chosen).
 
     ``universeg_probs(support, image, plan)`` gives (C, H, W) probabilities of ``classes`` for a 2D
     image from a list of examples. Only ``methods`` are tried ("pixels" needs no UniverSeg view).
@@ -222,7 +225,10 @@ def validated_plan(
     def others(h: int) -> list[Example]:
         return [ex for i, ex in enumerate(examples) if i != h]
 
-    views = [] if methods == ("pixels",) else candidate_plans([query_shape] + [ex.image.shape[:2] for ex in examples], size)
+    if methods == ("pixels",):
+        views = []
+    else:
+        views = [view] if view is not None else candidate_plans([query_shape] + [ex.image.shape[:2] for ex in examples], size)
     views = views[:1] + views[:0:-1]  # resize, then tiles from the coarsest scale to the finest
     steps = [0, len(held) * (len(views) + ("pixels" in methods or "blend" in methods))]
 

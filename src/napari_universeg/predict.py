@@ -584,7 +584,8 @@ class Segmenter:
         pixel classifier fitted anew, until it has twice the examples the choice was made on:
         the annotation loop adds one example per round, and choosing again each time would cost
         far more than the round, while choosing at 1, 2, 4, 8... examples costs at most twice the
-        last choice in all. With ``provisional``, a grown set first gets the previous plan as it
+        last choice in all. Choosing again keeps the view the model is adapted in
+        (``_adapted_view``). With ``provisional``, a grown set first gets the previous plan as it
         was (classifier included), marked ``provisional``: iter_predict makes the first result
         with it, then calls again with ``provisional=False`` for the rest, so the slice the user
         looks at after an accept comes without waiting for the update. With ``quick`` too, a set
@@ -640,6 +641,7 @@ class Segmenter:
                 plan.classifier = fit_classifier(examples, classes, self.features, options.seed)
         elif options.mode == "auto":
             methods = METHODS if options.method == "auto" else (options.method,)
+            kept = self._adapted_view(grown, examples, classes, options)
             plan = validated_plan(
                 examples,
                 query_shape,
@@ -652,6 +654,7 @@ class Segmenter:
                 options.seed,
                 cancel,
                 None if progress is None else lambda done, total: progress(CHOOSING, done, total),
+                view=kept,
             )
             if plan is None:
                 return None
@@ -660,6 +663,25 @@ class Segmenter:
             plan = Plan(view.mode, view.scale, options.method, examples=len(examples))
             plan.classifier = fit_classifier(examples, classes, self.features, options.seed)
         return plan
+
+    def _adapted_view(self, grown: Plan | None, examples, classes, options: PredictOptions) -> Plan | None:
+        """The view of ``grown`` (the plan of a set these examples grew from) if the model is
+        adapted in it and the run would use that adaptation (``_chosen``), else None.
+
+        The choice compares views with the shipped model; once the model is tuned in one view,
+        that comparison no longer predicts what runs, and a new view starts the tuning afresh.
+        On a neuron series, at four examples the shipped model preferred tiles (held-out Dice
+        0.55) and the tuning begun on resized images started over in tiles: Dice on the other
+        slices fell from 0.69 to 0.64 (benchmarks/annotation_loop.py). So a re-choice keeps the
+        adapted view and chooses only the method, unless the tuning has done worse than the
+        shipped model on the examples it was tested on."""
+        if grown is None or not grown.uses_universeg or not self.adapts(examples, classes, options):
+            return None
+        view, members = self._adaptation_key(examples, classes, grown, options)
+        last = self._grown_from(view, members)
+        if last is None or self._chosen(last[2], options) is self.model:
+            return None
+        return Plan(grown.mode, grown.scale)
 
     def prepare(
         self,
