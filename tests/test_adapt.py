@@ -118,9 +118,11 @@ def test_first_result_after_an_accept_comes_before_the_adaptation(segmenter):
     image, labels, options, support = _two_painted_slices()
     segmenter.predict(support, [image[7]], options)
     support.add(image[2], labels[2], source="slice 2")
-    events = []
+    events, words = [], []
     for pred in segmenter.iter_predict(support, image, options, indices=[5, 6], preview=True, progress=lambda *a: events.append(a[0])):
         events.append(("preview" if pred.preview else "final", pred.index))
+        words.append(pred.model)
+    assert words == ["model adapted to your first 2 examples"] + ["model adapted to your 3 examples"] * 2
     assert events[0] == ("preview", 5)  # from the two-example adaptation, before any step
     assert ADAPTING in events and events.index(ADAPTING) > 0
     assert [e for e in events if isinstance(e, tuple)] == [("preview", 5), ("final", 5), ("final", 6)]
@@ -163,6 +165,11 @@ def test_auto_runs_the_shipped_model_where_the_adaptation_did_worse(segmenter, m
     always = PredictOptions(mode="resize", method="universeg", adapt=True)  # "always": used, not tested
     assert segmenter.run_model(support, plan, always) is segmenter.adaptation.model
     assert Adaptation(segmenter.model, checks=(0.1, -0.05)).helps and Adaptation(segmenter.model).helps
+    # the status line says which model ran
+    (pred,) = segmenter.predict(support, [image[7]], options)
+    assert pred.model == "shipped model: the adapted one did worse on the slices it was tested on"
+    assert segmenter.predict(support, [image[7]], always)[0].model == "model adapted to your 3 examples"
+    assert segmenter.predict(support, [image[7]], PredictOptions(mode="resize", method="universeg", adapt=False))[0].model == ""
 
 
 @pytest.mark.parametrize("check", [0.1, -0.25])

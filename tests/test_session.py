@@ -2,6 +2,7 @@
 order, what it writes, its undo step, the support set it loads, and the slice it suggests."""
 
 import json
+from dataclasses import replace
 import subprocess
 import sys
 
@@ -10,6 +11,7 @@ import pytest
 from napari.layers import Labels
 
 from napari_universeg import session as S
+from napari_universeg.choice import Plan
 from napari_universeg.options import PredictOptions
 from napari_universeg.sample_data import synthetic_stack
 from napari_universeg.session import AnnotationSession, SliceResult
@@ -200,6 +202,12 @@ def test_check_ready_and_summary(stack):
     s.check_ready()
     assert s.summary(cancelled=True) == "cancelled"
     assert s.summary(cancelled=False) == "done. Correct a slice and 'Accept slice as example' to improve the rest"
+    out = Labels(np.zeros((2, 16, 16), np.uint8), name="out")
+    s.write(out, replace(result((1,)), plan=Plan("tiled", 0.5, "blend"), model="model adapted to your 2 examples"))
+    assert s.summary(cancelled=False) == (
+        "done (UniverSeg (tiles at scale 0.5) + pixel classifier; model adapted to your 2 examples)."
+        " Correct a slice and 'Accept slice as example' to improve the rest"
+    )
 
 
 @pytest.mark.slow

@@ -68,6 +68,7 @@ class SlicePrediction:
     plan: Plan | None = None  # how the model saw the image (what "auto" chose)
     note: str = ""  # why the slice was left empty (a blank slice), for the user
     preview: bool = False  # a fast first result: the same slice comes again, refined (iter_predict)
+    model: str = ""  # which model UniverSeg ran with, in words ("" where no adaptation applies; model_words)
 
 
 def _subsets(n: int, options: PredictOptions) -> list[np.ndarray]:
@@ -307,11 +308,31 @@ class Segmenter:
     def _predict_with(
         self, plan: Plan, examples, classes, options, indices, read, cancel, blank, progress=None, train: bool = True
     ) -> Iterator[SlicePrediction]:
+        words = None  # known once the first slice is done (after any adaptation)
         for i, image, p in self._probs_with(plan, examples, classes, options, indices, read, cancel, progress, train):
+            if words is None:
+                words = self.model_words(examples, classes, plan, options)
             if i in blank:
-                yield SlicePrediction(i, np.zeros(image.shape, label_dtype(max(classes))), np.zeros(image.shape, np.float32), plan, blank[i])
+                yield SlicePrediction(
+                    i, np.zeros(image.shape, label_dtype(max(classes))), np.zeros(image.shape, np.float32), plan, blank[i], model=words
+                )
                 continue
-            yield self._combine(i, p, classes, options.threshold, plan)
+            yield replace(self._combine(i, p, classes, options.threshold, plan), model=words)
+
+    def model_words(self, examples: Sequence[Example], classes: Sequence[int], plan: Plan, options: PredictOptions) -> str:
+        """Which model UniverSeg runs with for these examples and plan, for the status line:
+        "model adapted to your 3 examples", or why the shipped one runs although the run adapts
+        ("" where no adaptation applies or none has been made yet)."""
+        if not plan.uses_universeg or not self.adapts(examples, classes, options):
+            return ""
+        view, members = self._adaptation_key(examples, classes, plan, options)
+        last = self._grown_from(view, members)
+        if last is None:
+            return ""
+        if self._chosen(last[2], options) is self.model:
+            return "shipped model: the adapted one did worse on the slices it was tested on"
+        first = "first " if len(last[1]) < len(members) else ""
+        return f"model adapted to your {first}{len(last[1])} example{'s' if len(last[1]) > 1 else ''}"
 
     def _probs_with(
         self, plan: Plan, examples, classes, options, indices, read, cancel, progress=None, train: bool = True

@@ -39,6 +39,7 @@ class SliceResult:
     plan: object = None  # how the model saw the image (predict.Plan), None if unknown
     objects: bool = False  # task "instances": labels are objects, renumbered when written
     preview: bool = False  # a fast first result; the same slice comes again, refined
+    model: str = ""  # which model UniverSeg ran with, in words (predict.SlicePrediction.model)
 
 
 def digest(labels: np.ndarray) -> str:
@@ -68,6 +69,7 @@ class AnnotationSession:
         self.written: dict[tuple[str, Index], str] = {}
         self.notes: list[str] = []  # blank slices of the current run
         self.last_plan = None  # the plan of the current run's latest result (what "auto" chose)
+        self.last_model = ""  # and which model UniverSeg ran with, in words
         self.task_chosen = False  # the user set the task: it is no longer guessed from the examples
         self._next_id: dict[str, int] = {}  # layer name -> first free object id in the current run
         self._segmenter = None
@@ -235,14 +237,14 @@ class AnnotationSession:
         """
         support = SupportSet(self.support.enabled(), task=self.support.task)
         view = SliceView(image, todo)
-        self.notes, self.last_plan, self._next_id = [], None, {}
+        self.notes, self.last_plan, self.last_model, self._next_id = [], None, "", {}
 
         def run() -> Iterator[SliceResult]:
             seg = self.segmenter(device)
             for pred in seg.iter_predict(support, view, options, channel=channel, cancel=cancel, progress=progress, preview=True):
                 index = view.indices[pred.index]
                 note = pred.note.replace(f"slice {pred.index}", self.where(index), 1) if pred.note else ""
-                yield SliceResult(index, pred.labels, pred.probability, note, pred.plan, options.task == "instances", pred.preview)
+                yield SliceResult(index, pred.labels, pred.probability, note, pred.plan, options.task == "instances", pred.preview, pred.model)
 
         return run()
 
@@ -264,7 +266,7 @@ class AnnotationSession:
         if result.note and not result.preview:
             self.notes.append(result.note)
         if result.plan is not None:
-            self.last_plan = result.plan
+            self.last_plan, self.last_model = result.plan, result.model
         return True
 
     def run_key(self, options: PredictOptions) -> tuple:
@@ -283,7 +285,7 @@ class AnnotationSession:
         if cancelled:
             return "cancelled"
         plan = self.last_plan
-        how = f" ({plan.describe()})" if plan is not None else ""
+        how = f" ({'; '.join(filter(None, [plan.describe(), self.last_model]))})" if plan is not None else ""
         estimate = f"; {plan.estimate_message(len(self.support.enabled()))}" if plan is not None and plan.estimate is not None else ""
         return f"done{how}{estimate}. Correct a slice and 'Accept slice as example' to improve the rest"
 
