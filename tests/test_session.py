@@ -2,9 +2,9 @@
 order, what it writes, its undo step, the support set it loads, and the slice it suggests."""
 
 import json
-from dataclasses import replace
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
