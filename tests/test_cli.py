@@ -47,6 +47,7 @@ def test_segment_a_stack_and_reuse_the_saved_support_set(files, capsys):
         ]
     )
     assert rc == 0
+    assert f"-> {out} (whole image resized; model adapted to your 2 examples)" in capsys.readouterr().err
     labels = tifffile.imread(out)
     assert labels.shape == (4, 64, 64) and labels.dtype == np.uint8 and labels.max() == 1
     assert tifffile.imread(files / "p.tif").shape == (4, 64, 64)

@@ -171,15 +171,15 @@ def classifier_probs(classifier: PixelClassifier, image: np.ndarray, classes: Se
 
 
 def clear_gain(dices: Sequence[float], baseline: Sequence[float]) -> float:
-    """The gain in held-out Dice over ``baseline`` that the examples show clearly: the mean paired
-    difference less its standard error (the one-standard-error rule of model selection: the
-    simpler choice stands unless the other beats it by more than the noise). With two held-out
-    examples (or halves) that disagree, most of a gain is noise: on the first two neuron images
-    of a series, tiles led resize by 0.036 on average, with +0.13 on one image and -0.06 on the
-    other."""
+    """The mean gain in held-out Dice over ``baseline`` (paired, per held-out example) if it
+    exceeds its standard error, else 0: the one-standard-error rule of model selection (the
+    simpler choice stands unless the other beats it by more than the noise of the estimate).
+    With two held-out examples (or halves) that disagree, a gain is mostly noise: on the first
+    two neuron images of a series, tiles led resize by 0.036 on average, with +0.13 on one
+    image and -0.06 on the other."""
     diff = np.asarray(dices, float) - np.asarray(baseline, float)
     se = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else 0.0
-    return float(diff.mean() - se)
+    return float(diff.mean()) if diff.mean() > se else 0.0
 
 
 def validated_plan(
@@ -203,8 +203,8 @@ def validated_plan(
 
     ``universeg_probs(support, image, plan)`` gives (C, H, W) probabilities of ``classes`` for a 2D
     image from a list of examples. Only ``methods`` are tried ("pixels" needs no UniverSeg view).
-    Tiles must beat resize by MARGIN, since they cost more and lose the global view, and by that
-    much beyond the noise of the held-out examples (``clear_gain``); tile scales
+    Tiles must beat resize by MARGIN, since they cost more and lose the global view, and by more
+    than the noise of the held-out examples (``clear_gain``); tile scales
     are tried from coarse to fine until held-out Dice falls, and a view that trails the best
     complete one by more than MARGIN after two held-out examples is dropped with the finer ones.
     The blend uses the best UniverSeg view and is the default: a single method must beat it by
