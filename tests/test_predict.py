@@ -28,7 +28,7 @@ def _count_choices(monkeypatch) -> list:
 
     calls = []
     validated = predict_module.validated_plan
-    monkeypatch.setattr(predict_module, "validated_plan", lambda *a: calls.append(1) or validated(*a))
+    monkeypatch.setattr(predict_module, "validated_plan", lambda *a, **kw: calls.append(1) or validated(*a, **kw))
     return calls
 
 

@@ -103,7 +103,10 @@ def test_adapt_choice_reaches_the_engine(widget, qtbot):
     widget.adapt.setCurrentText("always")
     run(widget, qtbot, "current")
     assert seg.adaptation is not None and seg.adaptation.model is not seg.model
-    assert widget.status.text().startswith("done (whole image resized)")
+    assert widget.status.text().startswith("done (whole image resized; model adapted to your 2 examples)")
+    widget.adapt.setCurrentText("never")
+    run(widget, qtbot, "current")
+    assert widget.status.text().startswith("done (whole image resized).")  # no adaptation: nothing said of the model
 
 
 def test_unpainted_only_and_fill_the_painted_layer(widget, stack, qtbot):
@@ -446,7 +449,7 @@ def test_auto_chooses_its_plan_in_the_background_while_the_user_paints(widget, q
 
     calls, order = [], []
     validated = predict_module.validated_plan
-    monkeypatch.setattr(predict_module, "validated_plan", lambda *a: calls.append(1) or validated(*a))
+    monkeypatch.setattr(predict_module, "validated_plan", lambda *a, **kw: calls.append(1) or validated(*a, **kw))
     write = S.write_slice
     monkeypatch.setattr(S, "write_slice", lambda layer, idx, values: order.append(idx) or write(layer, idx, values))
     widget.add_painted_slices()
