@@ -70,13 +70,16 @@ class Plan:
         """How UniverSeg sees the images, in words ("tiles at scale 0.5")."""
         return "whole image resized" if self.mode == "resize" else f"tiles at scale {self.scale:.2g}"
 
-    def describe(self) -> str:
-        """The plan in words, as the widget and the CLI show it."""
+    def describe(self, model: str = "") -> str:
+        """The plan in words, as the widget and the CLI show it, followed by ``model`` (which
+        model UniverSeg ran with, predict.SlicePrediction.model) where it says something."""
         if self.method == "pixels":
-            return "pixel classifier"
-        if self.method == "blend":
-            return f"UniverSeg ({self.view()}) + pixel classifier"
-        return self.view()
+            words = "pixel classifier"
+        elif self.method == "blend":
+            words = f"UniverSeg ({self.view()}) + pixel classifier"
+        else:
+            words = self.view()
+        return f"{words}; {model}" if model else words
 
     def estimate_message(self, n_examples: int) -> str:
         """One line for the user, e.g. "expected Dice about 0.81 from your 4 examples";
@@ -260,7 +263,7 @@ def validated_plan(
         if len(tried) > 1 and tried[-1].estimate < tried[-2].estimate:
             break  # finer scales lose more context: held-out Dice is taken to fall from here on
     if views:
-        complete = tried[: len(view_probs)]  # the views validated on every held-out example (resize first)
+        complete = tried[: len(view_probs)]  # the views validated on every held-out example (resize first, unless ``view``)
         clear = [i for i in range(1, len(complete)) if clear_gain(dices[i], dices[0]) > MARGIN]
         best = max(clear, key=lambda i: complete[i].estimate, default=0)
         view = complete[best]

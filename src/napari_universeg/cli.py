@@ -247,7 +247,7 @@ def _segment(args) -> None:
             write_labels(dst, labels[0] if squeeze else np.stack(labels))
             if args.probabilities:
                 write_labels(_probability_path(args.probabilities, f, len(stacks)), probs[0] if squeeze else np.stack(probs))
-            print(f"{f} -> {dst} ({'; '.join(filter(None, [pred.plan.describe(), pred.model]))})", file=sys.stderr)
+            print(f"{f} -> {dst} ({pred.plan.describe(pred.model)})", file=sys.stderr)
 
 
 def _resolve_task(args, options, support) -> None:

@@ -285,7 +285,7 @@ class AnnotationSession:
         if cancelled:
             return "cancelled"
         plan = self.last_plan
-        how = f" ({'; '.join(filter(None, [plan.describe(), self.last_model]))})" if plan is not None else ""
+        how = f" ({plan.describe(self.last_model)})" if plan is not None else ""
         estimate = f"; {plan.estimate_message(len(self.support.enabled()))}" if plan is not None and plan.estimate is not None else ""
         return f"done{how}{estimate}. Correct a slice and 'Accept slice as example' to improve the rest"
 
