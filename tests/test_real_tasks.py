@@ -1,7 +1,9 @@
 """The real-task corpus: a source in a real git repository -> the cache -> episodes for training."""
 
+import gzip
 import subprocess
 
+import h5py
 import imageio.v3 as iio
 import numpy as np
 import pytest
@@ -137,3 +139,47 @@ def test_the_model_card_names_every_real_source_and_its_licence_and_counts_all_g
     for r in trained:
         assert f"| {r['name']} |" in text and r["licence"] in text
     assert "cytounet_a549_phase_nuclei" not in text
+
+
+def test_slices_in_files_pair_in_order_with_one_hdf5_label_volume(tmp_path):
+    """FlyEM's layout: one PNG per slice, the labels one gzipped HDF5 volume of supervoxels
+    ('stack') and their objects ('transforms'): slice k of the volume labels the k-th image."""
+    work, n, size = tmp_path / "work", 5, 64
+    (work / "gray").mkdir(parents=True)
+    yy, xx = np.mgrid[:size, :size]
+    stack = np.zeros((n, size, size), np.uint32)
+    for z in range(n):
+        disc = (yy - 16 - 8 * z) ** 2 + (xx - 32) ** 2 < 12**2  # each slice's object elsewhere
+        stack[z][disc & (xx < 32)], stack[z][disc & (xx >= 32)] = 2 * z + 1, 2 * z + 2  # two supervoxels
+        iio.imwrite(work / "gray" / f"iso.{100 + z}.png", np.where(disc, 200, 40).astype(np.uint8))
+    transforms = np.array([[2 * z + h, z + 1] for z in range(n) for h in (1, 2)], np.uint32)  # -> one object
+    with h5py.File(tmp_path / "gt.h5", "w") as f:
+        f["stack"], f["transforms"] = stack, transforms
+    (work / "gt.h5.gz").write_bytes(gzip.compress((tmp_path / "gt.h5").read_bytes()))
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q", str(work)], check=True)
+    subprocess.run([*git, "-C", str(work), "add", "."], check=True)
+    subprocess.run([*git, "-C", str(work), "commit", "-qm", "data"], check=True)
+    (tmp_path / "mirrors" / "lab+em").mkdir(parents=True)
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(tmp_path / "mirrors" / "lab+em" / "repo")], check=True)
+    csv = tmp_path / "sources.csv"
+    csv.write_text(HEADER + "em,train,lab/em,,gray/iso.*.png,^gray/iso\\.\\d+\\.png$,gt.h5.gz,,,instances,,,FIB-SEM,5,CC-BY-3.0,LICENSE,test,\n")
+    (source,) = read_sources(csv)
+    meta = prepare_source(source, tmp_path / "mirrors", tmp_path / "cache")
+    assert meta["scales"] == {"whole": n, "zoom": 0}
+    (src,) = load_sources(tmp_path / "cache")
+    fg, edge = src.bits & 1, (src.bits >> 1) & 1
+    bright = src.images > 120
+    for k in range(n):  # the k-th image's disc is the k-th slice's object
+        assert (fg[k] == bright[k]).mean() > 0.98
+    # the supervoxels were merged: across each disc's centre row, contours at its rim only
+    for k in range(n):
+        row = edge[k, 4 * (16 + 8 * k) + 2]
+        assert row[60:100].any() and row[160:200].any() and not row[100:160].any()
+    (tmp_path / "cache").rename(tmp_path / "old")
+    csv.write_text(
+        HEADER + "em,train,lab/em,,gray/iso.10[0-3].png,^gray/iso\\.\\d+\\.png$,gt.h5.gz,,,instances,,,FIB-SEM,4,CC-BY-3.0,LICENSE,test,\n"
+    )
+    (source,) = read_sources(csv)
+    with pytest.raises(ValueError, match="5 slices for 4 images"):
+        prepare_source(source, tmp_path / "mirrors", tmp_path / "cache")

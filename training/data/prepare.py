@@ -87,7 +87,9 @@ class GitTree:
 
 def decode(data: bytes, name: str) -> np.ndarray:
     """An image file's pixels: (H, W), (H, W, C) or a (Z, H, W) stack (multi-page TIFF, NIfTI
-    volumes as axial slices)."""
+    volumes as axial slices, HDF5 label volumes as in decode_h5)."""
+    if name.lower().endswith((".h5", ".h5.gz")):
+        return decode_h5(gzip.decompress(data) if name.endswith(".gz") else data, name)
     if name.lower().endswith((".nii", ".nii.gz")):
         import nibabel  # training extra; the plugin never reads NIfTI
 
@@ -99,6 +101,25 @@ def decode(data: bytes, name: str) -> np.ndarray:
         except (ValueError, NotImplementedError, tifffile.TiffFileError):  # e.g. CCITT-compressed masks without imagecodecs
             return np.asarray(Image.open(io.BytesIO(data)))
     return np.asarray(iio.imread(io.BytesIO(data), extension=Path(name).suffix.lower()))
+
+
+def decode_h5(data: bytes, name: str) -> np.ndarray:
+    """A (Z, Y, X) label volume from an HDF5 file in NeuroProof's layout: dataset 'stack' holds
+    supervoxel ids and the optional 'transforms' ((N, 2) rows: supervoxel, body) maps them to the
+    objects; ids 'transforms' does not list stay as they are."""
+    import h5py  # training extra; the plugin never reads HDF5
+
+    with h5py.File(io.BytesIO(data), "r") as f:
+        if "stack" not in f:
+            raise ValueError(f"{name}: no dataset 'stack' (datasets: {', '.join(f)})")
+        stack = f["stack"][()]
+        pairs = f["transforms"][()] if "transforms" in f else np.zeros((0, 2), stack.dtype)
+    if stack.ndim != 3 or pairs.ndim != 2 or pairs.shape[1] != 2:
+        raise ValueError(f"{name}: 'stack' {stack.shape} is not a volume or 'transforms' {pairs.shape} not (N, 2)")
+    ids, inverse = np.unique(stack, return_inverse=True)
+    bodies = dict(zip(pairs[:, 0].tolist(), pairs[:, 1].tolist()))
+    mapped = np.array([bodies.get(int(i), int(i)) for i in ids], np.int64)
+    return mapped[inverse].reshape(stack.shape)
 
 
 def to_grey_slices(image: np.ndarray, channel: int | None) -> list[np.ndarray]:
@@ -222,20 +243,24 @@ def views(image: np.ndarray, labels: np.ndarray) -> dict[str, tuple[np.ndarray, 
     return out
 
 
-def pairs(tree: GitTree, row: dict) -> list[tuple[str, str]]:
+def pairs(tree: GitTree, row: dict) -> list[tuple[str, str, int | None]]:
+    """(image path, mask path, slice) per image that has a mask. Images that share one mask file
+    (one file per slice, one label volume) are its slices in the order of their sorted paths
+    (slice = 0, 1, ...); otherwise slice is None."""
     files = tree.files()
     present = set(files)
     images = sorted(f for f in files if fnmatch.fnmatch(f, row["images"]))
-    out, missing = [], 0
+    found, missing = [], 0
     for f in images:
         m = re.sub(row["mask_regex"], row["mask_replace"], f)
         if m in present and m != f:
-            out.append((f, m))
+            found.append((f, m))
         else:
             missing += 1
     if missing:
         print(f"  {row['name']}: {missing} image(s) without a mask skipped", file=sys.stderr)
-    return out
+    shared = {m: [f for f, mm in found if mm == m] for m in {m for _, m in found}}
+    return [(f, m, shared[m].index(f) if len(shared[m]) > 1 else None) for f, m in found]
 
 
 def evenly(items: list, k: int) -> list:
@@ -257,18 +282,28 @@ def prepare_source(row: dict, mirrors: Path, out: Path) -> dict:
         raise ValueError(f"{row['name']}: {len(names)} tasks, at most {MAX_TASKS}")
     # pairs -> slices; stacks are subsampled to evenly spaced slices
     slices: dict[str, list] = {"whole": [], "zoom": []}
-    candidates = pairs(tree, row)
+    candidates = found = pairs(tree, row)
     decoded: dict[str, np.ndarray] = {}  # images the include rule has read already
     if row["include"]:
-        decoded = {i: decode(tree.read(i), i) for i, _ in candidates}
-        candidates = [(i, m) for i, m in candidates if included(decoded[i], row["include"])]
+        decoded = {i: decode(tree.read(i), i) for i, _, _ in candidates}
+        candidates = [(i, m, z) for i, m, z in candidates if included(decoded[i], row["include"])]
     chosen = evenly(candidates, MAX_IMAGES)
-    decoded = {i: decoded[i] for i, _ in chosen if i in decoded}
+    decoded = {i: decoded[i] for i, _, _ in chosen if i in decoded}
+    volumes: dict[str, np.ndarray] = {}  # label volumes whose slices are images of their own
     per_pair = max(1, MAX_IMAGES // max(1, len(chosen)))
-    for img_path, mask_path in chosen:
+    for img_path, mask_path, z in chosen:
         raw = decoded.pop(img_path) if img_path in decoded else decode(tree.read(img_path), img_path)
         imgs = to_grey_slices(raw, row["image_channel"])
-        masks = mask_slices(mask_values(decode(tree.read(mask_path), mask_path), row["mask_rule"]), len(imgs))
+        if z is None:
+            mask = decode(tree.read(mask_path), mask_path)
+        else:
+            if mask_path not in volumes:
+                volumes[mask_path] = decode(tree.read(mask_path), mask_path)
+                n = sum(m == mask_path for _, m, _ in found)
+                if volumes[mask_path].shape[0] != n:
+                    raise ValueError(f"{mask_path}: {volumes[mask_path].shape[0]} slices for {n} images")
+            mask = volumes[mask_path][z]
+        masks = mask_slices(mask_values(mask, row["mask_rule"]), len(imgs))
         for img, lab in evenly(list(zip(imgs, masks)), per_pair):
             if img.shape != lab.shape:
                 print(f"  {row['name']}: {img_path} {img.shape} vs mask {lab.shape}: skipped", file=sys.stderr)
