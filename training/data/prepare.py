@@ -259,8 +259,11 @@ def pairs(tree: GitTree, row: dict) -> list[tuple[str, str, int | None]]:
             missing += 1
     if missing:
         print(f"  {row['name']}: {missing} image(s) without a mask skipped", file=sys.stderr)
-    shared = {m: [f for f, mm in found if mm == m] for m in {m for _, m in found}}
-    return [(f, m, shared[m].index(f) if len(shared[m]) > 1 else None) for f, m in found]
+    sharing: dict[str, list[str]] = {}  # mask path -> its images, in sorted order
+    for f, m in found:
+        sharing.setdefault(m, []).append(f)
+    position = {f: k for images_of in sharing.values() for k, f in enumerate(images_of)}
+    return [(f, m, position[f] if len(sharing[m]) > 1 else None) for f, m in found]
 
 
 def evenly(items: list, k: int) -> list:
