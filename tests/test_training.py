@@ -97,3 +97,11 @@ def test_evaldata_validation_uses_the_standard_protocol(tmp_path, monkeypatch):
 def test_the_config_defaults_are_the_shipped_recipe():
     recipe = CONFIGS / "default.yaml"
     assert TrainConfig.from_yaml(recipe) == TrainConfig()
+
+
+def test_a_slow_run_checkpoints_by_wall_time_too(tmp_path, monkeypatch):
+    saved_at = []
+    monkeypatch.setattr(Trainer, "save", lambda self: saved_at.append(self.step))
+    Trainer(_cfg(total_steps=3, checkpoint_every=1000, checkpoint_minutes=0.0), tmp_path / "a", torch.device("cpu")).run(None)
+    Trainer(_cfg(total_steps=3, checkpoint_every=1000, checkpoint_minutes=60.0), tmp_path / "b", torch.device("cpu")).run(None)
+    assert saved_at == [1, 2, 3, 3, 3]  # every step, then the end; the second run only at the end

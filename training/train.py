@@ -13,7 +13,8 @@ A share ``real_ratio`` of each step's tasks comes from the real-task cache (trai
 ``napari-universeg-prepare-data``), the rest from the synthetic generator (training/synth.py).
 Sources named in ``real_heldout`` are never trained on: validation reports them apart.
 
-Resumable: a run writes ``checkpoint.pt`` into --out every few hundred steps and at the end;
+Resumable: a run writes ``checkpoint.pt`` into --out every few hundred steps or few minutes,
+whichever comes first, and at the end;
 starting the same command again continues the same run (same schedule, same data stream, since
 every step's tasks are drawn from a seed derived from the step number). Runs on CPU and CUDA
 unchanged; a checkpoint from one resumes on the other. Logs: train.csv, val.csv, evaldata.jsonl.
@@ -68,6 +69,7 @@ class TrainConfig:
     val_every: int = 500
     val_batch: int = 8
     checkpoint_every: int = 500
+    checkpoint_minutes: float = 5.0  # ... or after this wall time, whichever comes first (a slow CPU)
     evaldata_every: int = 0
     evaldata_sizes: list = field(default_factory=lambda: [1, 4, 16])
     real_ratio: float = 0.0  # share of each step's tasks drawn from real data
@@ -252,6 +254,7 @@ class Trainer:
         if self.step == 0:  # where the run starts from (e.g. the --init weights), for comparison
             val_log.write(self.validate())
         t_last, n_last = time.time(), 0
+        t_saved = time.time()
         batches = self.batches(workers)
         while self.step < self.cfg.total_steps and time.time() < deadline:
             t0 = time.time()
@@ -283,12 +286,13 @@ class Trainer:
                 v = self.validate()
                 val_log.write(v)
                 print("val", v, flush=True)
-            if self.step % self.cfg.checkpoint_every == 0:
+            if self.step % self.cfg.checkpoint_every == 0 or time.time() - t_saved >= 60 * self.cfg.checkpoint_minutes:
                 self.save()
+                t_saved = time.time()
             if self.cfg.evaldata_every and self.step % self.cfg.evaldata_every == 0:
                 self._log_evaldata()
         self.save()
-        if self.step >= self.cfg.total_steps:
+        if self.step % self.cfg.val_every:  # where this stretch ended, unless just validated
             val_log.write(self.validate())
         print(f"stopped at step {self.step} of {self.cfg.total_steps} ({self.elapsed / 60:.1f} min of training)", flush=True)
 
