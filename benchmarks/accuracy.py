@@ -1,7 +1,7 @@
 """Few-shot accuracy of each method on each evaluation set, with the standard protocol.
 
     python -m benchmarks.accuracy [--data ../shared/evaldata] [--methods universeg,random-forest,otsu]
-                                  [--predictor auto] [--weights default] [--sizes 1,4,16] [--seeds 0,1,2]
+                                  [--predictor auto] [--adapt auto] [--weights default] [--sizes 1,4,16] [--seeds 0,1,2]
                                   [--task classes|instances] [--json out.json]
 
 --task instances runs the data sets that have instance labels (instances/) with the methods
@@ -11,7 +11,8 @@ AP@0.5 table and an aggregated-Jaccard table.
 
 "universeg" is the plugin with its default settings: --predictor auto lets it choose among
 UniverSeg, the pixel classifier and their blend; --predictor universeg is UniverSeg alone. The
-table labels it "plugin (PREDICTOR)".
+table labels it "plugin (PREDICTOR)". --adapt off compares weights as they are (no test-time
+adaptation to the examples).
 
 Progress goes to stderr; the table of Dice "mean ± std over seeds" (with a last row per method: the
 mean over data sets) goes to stdout; --json keeps every run, rewritten after each (data set, method).
@@ -27,6 +28,7 @@ from pathlib import Path
 from napari_universeg.evaluate import comparison_table, evaldata_dir, get_method, load_dataset, run_protocol
 
 DEFAULT_DATA = evaldata_dir()
+ADAPT = {"auto": None, "on": True, "off": False}  # --adapt -> PredictOptions.adapt
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -38,6 +40,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--task", default="classes", choices=("classes", "instances"))
     parser.add_argument("--weights", default="default", help="UniverSeg weights, as make_universeg_method takes them")
     parser.add_argument("--predictor", default="auto", choices=("auto", "universeg", "pixels", "blend"))
+    parser.add_argument("--adapt", default="auto", choices=("auto", "on", "off"), help="test-time adaptation (auto: the plugin's default)")
     parser.add_argument("--sizes", default="1,4,16", help="support sizes, comma-separated")
     parser.add_argument("--seeds", default="0,1,2", help="seeds, comma-separated")
     parser.add_argument("--json", type=Path, help="write all results to this JSON file")
@@ -51,7 +54,7 @@ def _ints(text: str) -> tuple[int, ...]:
 
 def method_options(name: str, args: argparse.Namespace) -> dict:
     if name == "universeg":
-        return {"weights": args.weights, "method": args.predictor, "task": args.task}
+        return {"weights": args.weights, "method": args.predictor, "task": args.task, "adapt": ADAPT[args.adapt]}
     return {"weights": args.weights, "method": args.predictor} if name == "universeg-cc" else {}
 
 
