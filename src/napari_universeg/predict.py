@@ -510,7 +510,7 @@ class Segmenter:
                     tests = [self._test(start.model, known, ex, classes, plan, options) for ex, k in zip(examples, learned) if not k]
                     start = replace(start, checks=start.checks + tuple(tests))
             report = None if progress is None else lambda done, total: progress(ADAPTING, done, total)
-            tuned = fine_tune(start, pairs, steps, seed=options.seed, cancel=cancel, progress=report)
+            tuned = fine_tune(start, pairs, steps, seed=options.seed, cancel=cancel, progress=report, dtype=self.dtype)
             if tuned is None:
                 return None
             tuned.model = tuned.model.to(memory_format=torch.channels_last)
