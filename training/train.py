@@ -37,7 +37,7 @@ import torch.nn.functional as F
 import yaml
 from torch.utils.data import DataLoader, Dataset
 
-from napari_universeg.device import autocast_dtype, pick_device
+from napari_universeg.device import autocast, autocast_dtype, pick_device
 from napari_universeg.evaluate import evaldata_dir
 from napari_universeg.model import UniverSeg
 
@@ -196,7 +196,7 @@ class Trainer:
 
     # -- training ----------------------------------------------------------------------------
     def autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+        return autocast(self.device, torch.bfloat16 if self.bf16 else None)
 
     def train_step(self, tasks) -> dict:
         q, qm, si, sm = tasks

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .device import autocast
 from .model import UniverSeg
 
 # 3e-5 (the end of the training schedule) moved the model too little in tens of steps for the
@@ -118,7 +119,7 @@ def fine_tune(
         x, y = _augment(torch.stack(q_img), torch.stack(q_mask), gen)
         si, sm = _augment(torch.stack(s_img).flatten(0, 1), torch.stack(s_mask).flatten(0, 1), gen)
         si, sm = si.view(len(queries), -1, *si.shape[1:]), sm.view(len(queries), -1, *sm.shape[1:])
-        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        with autocast(device, dtype):
             logits = tuned(x.to(device), si.to(device), sm.to(device))
         loss = _loss(logits, y.to(device))
         opt.zero_grad(set_to_none=True)

@@ -56,6 +56,11 @@ def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype
     return None
 
 
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """The autocast context for ``dtype`` (from autocast_dtype) on ``device``; a no-op for None (fp32)."""
+    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+
 @functools.lru_cache(maxsize=1)
 def tune_malloc() -> bool:
     """Stop glibc from returning large buffers to the OS after every forward pass.

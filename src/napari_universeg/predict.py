@@ -40,7 +40,7 @@ from .choice import (
     object_thickness,
     validated_plan,
 )
-from .device import autocast_dtype, pick_device, tune_malloc
+from .device import autocast, autocast_dtype, pick_device, tune_malloc
 from .instances import CORE, core_rim_task, fragment_sizes, instances_from_probs
 from .metrics import class_dice
 from .model import UniverSeg
@@ -211,7 +211,7 @@ class Segmenter:
         return out
 
     def _autocast(self):
-        return torch.autocast(self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None)
+        return autocast(self.device, self.dtype)
 
     def _forward(self, model: UniverSeg, queries: torch.Tensor, features: torch.Tensor, items: int) -> torch.Tensor:
         with torch.inference_mode(), self._autocast():
