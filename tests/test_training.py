@@ -105,3 +105,11 @@ def test_a_slow_run_checkpoints_by_wall_time_too(tmp_path, monkeypatch):
     Trainer(_cfg(total_steps=3, checkpoint_every=1000, checkpoint_minutes=0.0), tmp_path / "a", torch.device("cpu")).run(None)
     Trainer(_cfg(total_steps=3, checkpoint_every=1000, checkpoint_minutes=60.0), tmp_path / "b", torch.device("cpu")).run(None)
     assert saved_at == [1, 2, 3, 3, 3]  # every step, then the end; the second run only at the end
+
+
+def test_each_stretch_logs_where_it_stopped_once(tmp_path):
+    out = tmp_path / "run"
+    Trainer(_cfg(total_steps=2, val_every=1000), out, torch.device("cpu")).run(None)
+    Trainer(_cfg(total_steps=2, val_every=1000), out, torch.device("cpu")).run(None)  # resumes, nothing left to do
+    steps = [line.split(",")[0] for line in (out / "val.csv").read_text().splitlines()[1:]]
+    assert steps == ["0", "2"]  # the start and the stop; the empty stretch adds no row

@@ -253,6 +253,7 @@ class Trainer:
         val_log = _CsvLog(self.out / "val.csv")
         if self.step == 0:  # where the run starts from (e.g. the --init weights), for comparison
             val_log.write(self.validate())
+        first_step = self.step
         t_last, n_last = time.time(), 0
         t_saved = time.time()
         batches = self.batches(workers)
@@ -292,7 +293,7 @@ class Trainer:
             if self.cfg.evaldata_every and self.step % self.cfg.evaldata_every == 0:
                 self._log_evaldata()
         self.save()
-        if self.step % self.cfg.val_every:  # where this stretch ended, unless just validated
+        if self.step > first_step and self.step % self.cfg.val_every:  # where this stretch ended, unless just validated (or it took no step)
             val_log.write(self.validate())
         print(f"stopped at step {self.step} of {self.cfg.total_steps} ({self.elapsed / 60:.1f} min of training)", flush=True)
 
