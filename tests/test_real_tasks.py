@@ -183,3 +183,36 @@ def test_slices_in_files_pair_in_order_with_one_hdf5_label_volume(tmp_path):
     (source,) = read_sources(csv)
     with pytest.raises(ValueError, match="5 slices for 4 images"):
         prepare_source(source, tmp_path / "mirrors", tmp_path / "cache")
+
+
+def test_image_and_labels_as_two_datasets_of_one_hdf5_file(tmp_path):
+    """PlantSeg's layout: one HDF5 file holds the image volume ('raw') and its instance labels
+    ('label'); the manifest names each as FILE::DATASET."""
+    work, n, size = tmp_path / "work", 4, 64
+    work.mkdir()
+    yy, xx = np.mgrid[:size, :size]
+    labels = np.stack([np.where(xx < 20 + 5 * z, 1, 2) for z in range(n)]).astype(np.uint16)  # two cells, the wall moves
+    raw = np.where(np.abs(xx - (20 + 5 * np.arange(n)[:, None, None])) < 2, 230, 50).astype(np.uint8)  # bright walls
+    with h5py.File(work / "sample.h5", "w") as f:
+        f["raw"], f["label"] = raw, labels
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q", str(work)], check=True)
+    subprocess.run([*git, "-C", str(work), "add", "."], check=True)
+    subprocess.run([*git, "-C", str(work), "commit", "-qm", "data"], check=True)
+    (tmp_path / "mirrors" / "lab+plant").mkdir(parents=True)
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(tmp_path / "mirrors" / "lab+plant" / "repo")], check=True)
+    csv = tmp_path / "sources.csv"
+    csv.write_text(HEADER + "plant,train,lab/plant,,sample.h5::raw,::raw$,::label,,,instances,,,confocal,4,MIT,LICENSE,test,\n")
+    (source,) = read_sources(csv)
+    meta = prepare_source(source, tmp_path / "mirrors", tmp_path / "cache")
+    assert meta["scales"] == {"whole": n, "zoom": 0}
+    (src,) = load_sources(tmp_path / "cache")
+    edge = (src.bits >> 1) & 1
+    for z in range(n):  # slice z's wall, between the two cells, at x = 20 + 5 z (x 4 at 256 px)
+        wall = np.flatnonzero(edge[z, 128])
+        assert wall.size and abs(wall.mean() - 4 * (20 + 5 * z)) <= 4
+        assert (src.images[z, 128, wall] > 120).all()  # on the image's wall
+    csv.write_text(HEADER + "plant,train,lab/plant,,sample.h5::raw,::raw$,::labels,,,instances,,,confocal,4,MIT,LICENSE,test,\n")
+    (source,) = read_sources(csv)
+    with pytest.raises(ValueError, match="no 2D or 3D dataset 'labels'"):
+        prepare_source(source, tmp_path / "mirrors", tmp_path / "cache2")

@@ -17,7 +17,8 @@ is downloaded here. Per source, the cache holds one folder:
 Images are resized to SIZE x SIZE as a whole; images larger than 2 * SIZE on their short side also
 give one centred crop of half their short side ("zoom"), so tasks come in two scales. Tasks per
 mask kind: binary -> foreground; instances -> foreground and object contours; classes -> each
-listed class and, with two or more, their union.
+listed class and, with two or more, their union. A path ``FILE::DATASET`` in the manifest names
+one dataset of an HDF5 file, so that an image and its mask may be two datasets of one file.
 """
 
 from __future__ import annotations
@@ -80,15 +81,22 @@ class GitTree:
         return self._git("ls-tree", "-r", "--name-only", self.commit).splitlines()
 
     def read(self, path: str) -> bytes:
+        """The bytes of a file (of its file part, for a path ``FILE::DATASET``)."""
         return subprocess.run(
-            ["git", f"--git-dir={self.git_dir}", "cat-file", "blob", f"{self.commit}:{path}"], capture_output=True, check=True
+            ["git", f"--git-dir={self.git_dir}", "cat-file", "blob", f"{self.commit}:{file_part(path)}"], capture_output=True, check=True
         ).stdout
+
+
+def file_part(path: str) -> str:
+    """The file of a manifest path: ``FILE::DATASET`` names one dataset of an HDF5 file (image and
+    mask of a source may be two datasets of one file), any other path a whole file."""
+    return path.split("::", 1)[0]
 
 
 def decode(data: bytes, name: str) -> np.ndarray:
     """An image file's pixels: (H, W), (H, W, C) or a (Z, H, W) stack (multi-page TIFF, NIfTI
     volumes as axial slices, HDF5 label volumes as in decode_h5)."""
-    if name.lower().endswith((".h5", ".h5.gz")):
+    if name.lower().endswith((".h5", ".h5.gz")) or "::" in name:
         return decode_h5(gzip.decompress(data) if name.endswith(".gz") else data, name)
     if name.lower().endswith((".nii", ".nii.gz")):
         import nibabel  # training extra; the plugin never reads NIfTI
@@ -104,12 +112,18 @@ def decode(data: bytes, name: str) -> np.ndarray:
 
 
 def decode_h5(data: bytes, name: str) -> np.ndarray:
-    """A (Z, Y, X) label volume from an HDF5 file in NeuroProof's layout: dataset 'stack' holds
-    supervoxel ids and the optional 'transforms' ((N, 2) rows: supervoxel, body) maps them to the
-    objects; ids 'transforms' does not list stay as they are."""
+    """An array from an HDF5 file. ``name`` ``FILE::DATASET``: that dataset, a 2D image or a
+    (Z, Y, X) volume. Otherwise a (Z, Y, X) label volume in NeuroProof's layout: dataset 'stack'
+    holds supervoxel ids and the optional 'transforms' ((N, 2) rows: supervoxel, body) maps them
+    to the objects; ids 'transforms' does not list stay as they are."""
     import h5py  # training extra; the plugin never reads HDF5
 
+    dataset = name.split("::", 1)[1] if "::" in name else None
     with h5py.File(io.BytesIO(data), "r") as f:
+        if dataset is not None:
+            if not isinstance(f.get(dataset), h5py.Dataset) or f[dataset].ndim not in (2, 3):
+                raise ValueError(f"{name}: no 2D or 3D dataset {dataset!r} (entries: {', '.join(f)})")
+            return f[dataset][()]
         if "stack" not in f:
             raise ValueError(f"{name}: no dataset 'stack' (datasets: {', '.join(f)})")
         stack = f["stack"][()]
@@ -249,11 +263,12 @@ def pairs(tree: GitTree, row: dict) -> list[tuple[str, str, int | None]]:
     (slice = 0, 1, ...); otherwise slice is None."""
     files = tree.files()
     present = set(files)
-    images = sorted(f for f in files if fnmatch.fnmatch(f, row["images"]))
+    pattern, _, dataset = row["images"].partition("::")  # FILE::DATASET: a dataset of each file
+    images = sorted(f + (f"::{dataset}" if dataset else "") for f in files if fnmatch.fnmatch(f, pattern))
     found, missing = [], 0
     for f in images:
         m = re.sub(row["mask_regex"], row["mask_replace"], f)
-        if m in present and m != f:
+        if file_part(m) in present and m != f:
             found.append((f, m))
         else:
             missing += 1
