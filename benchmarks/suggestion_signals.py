@@ -1,0 +1,90 @@
+"""Which per-slice signal predicts where the annotation loop's results are wrong, once the model is
+adapted: the expected Dice of the result (the plugin's suggestion, suggest.py), the agreement
+(Dice) between the adapted result and the shipped model's (adaptation off), or their product.
+
+    python -m benchmarks.suggestion_signals [--pick product|agree|ed] [--json out.json]
+
+The annotation loop of benchmarks.annotation_loop (start at the middle slice of the first 30
+images of each series, four rounds, default settings) with each round segmenting the rest twice,
+adapted and not. Prints per round the Dice on the rest and the Spearman correlation of each
+signal with the true Dice per slice; the next slice is the lowest by ``--pick``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import spearmanr
+
+from benchmarks.annotation_loop import nearest_first
+from benchmarks.protocol_task import EVALDATA
+from napari_universeg.evaluate import dice, load_dataset
+from napari_universeg.predict import PredictOptions, Segmenter
+from napari_universeg.suggest import expected_dice
+from napari_universeg.support import SupportSet
+
+
+def correlation(score: dict[int, float], truth: dict[int, float]) -> float:
+    """Spearman correlation over the slices; nan when the score is constant."""
+    keys = sorted(score)
+    if len({score[k] for k in keys}) < 2:
+        return float("nan")
+    return float(spearmanr([score[k] for k in keys], [truth[k] for k in keys])[0])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--pick", default="product", choices=("product", "agree", "ed"))
+    p.add_argument("--sets", default="isbi2012_em_membranes,pfcpn_brightfield_neurons")
+    p.add_argument("--json", type=Path)
+    args = p.parse_args()
+    seg, out = Segmenter.from_weights("default"), {}
+    for name in args.sets.split(","):
+        ds = load_dataset(EVALDATA / name)
+        ids = sorted(ds.ids)[:30]
+        images, masks = [ds.image(i) for i in ids], [ds.mask(i) for i in ids]
+        n, painted, rows = len(images), [len(images) // 2], []
+        seg.forget_plans()
+        for r in range(1, 5):
+            support = SupportSet()
+            for i in painted:
+                support.add(images[i], masks[i], source=f"slice {i}")
+            rest = nearest_first([i for i in range(n) if i not in painted], painted[-1])
+            start = time.perf_counter()
+            ed, true, labels = {}, {}, {}
+            for pred in seg.iter_predict(support, images, PredictOptions(), indices=rest, preview=True):
+                if not pred.preview:
+                    ed[pred.index] = expected_dice(pred.labels, pred.probability)
+                    true[pred.index] = dice(pred.labels > 0, masks[pred.index] > 0)
+                    labels[pred.index] = pred.labels > 0
+            adapted_s = time.perf_counter() - start
+            agree = {
+                pred.index: dice(pred.labels > 0, labels[pred.index])
+                for pred in seg.iter_predict(support, images, PredictOptions(adapt=False), indices=rest)
+            }
+            product = {k: ed[k] * agree[k] for k in rest}
+            row = {
+                "round": r,
+                "painted": list(painted),
+                "dice_rest": float(np.mean([true[k] for k in rest])),
+                "corr_ed": correlation(ed, true),
+                "corr_agree": correlation(agree, true),
+                "corr_prod": correlation(product, true),
+                "s_adapted": adapted_s,
+                "s_shipped": time.perf_counter() - start - adapted_s,
+            }
+            print(name, json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
+            rows.append(row)
+            score = {"ed": ed, "agree": agree, "product": product}[args.pick]
+            painted.append(min(rest, key=lambda i: (score[i], i)))
+        out[name] = rows
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
