@@ -95,9 +95,9 @@ def file_part(path: str) -> str:
 
 def decode(data: bytes, name: str) -> np.ndarray:
     """An image file's pixels: (H, W), (H, W, C) or a (Z, H, W) stack (multi-page TIFF, NIfTI
-    volumes as axial slices, HDF5 label volumes as in decode_h5)."""
-    if name.lower().endswith((".h5", ".h5.gz")) or "::" in name:
-        return decode_h5(gzip.decompress(data) if name.endswith(".gz") else data, name)
+    volumes as axial slices, HDF5 label volumes or FILE::DATASET paths as in decode_h5)."""
+    if file_part(name).lower().endswith((".h5", ".h5.gz")) or "::" in name:
+        return decode_h5(gzip.decompress(data) if file_part(name).endswith(".gz") else data, name)
     if name.lower().endswith((".nii", ".nii.gz")):
         import nibabel  # training extra; the plugin never reads NIfTI
 
