@@ -80,7 +80,7 @@ def run_loop(seg: Segmenter, images: list, masks: list, strategy: str, rounds: i
             "round_s": total_s,
             "plan": plan.describe() if plan else None,
             "estimate": plan.estimate if plan else None,
-            "suggestion_rank_corr": _rank_corr(scores, dict(zip(rest, dices))),
+            "suggestion_rank_corr": rank_corr(scores, dict(zip(rest, dices))),
         }
         out.append(row)
         print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}), flush=True)
@@ -89,9 +89,9 @@ def run_loop(seg: Segmenter, images: list, masks: list, strategy: str, rounds: i
     return out
 
 
-def _rank_corr(scores: dict[int, float], truth: dict[int, float]) -> float:
-    """Spearman correlation of expected and true Dice over the slices (how well the score
-    predicts where the errors are)."""
+def rank_corr(scores: dict[int, float], truth: dict[int, float]) -> float:
+    """Spearman correlation of a per-slice score (e.g. expected Dice) and the true Dice over the
+    slices (how well the score predicts where the errors are); nan for a constant score."""
     from scipy.stats import spearmanr
 
     keys = sorted(scores)

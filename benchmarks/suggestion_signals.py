@@ -18,22 +18,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import spearmanr
 
-from benchmarks.annotation_loop import nearest_first
+from benchmarks.annotation_loop import nearest_first, rank_corr
 from benchmarks.protocol_task import EVALDATA
 from napari_universeg.evaluate import dice, load_dataset
 from napari_universeg.predict import PredictOptions, Segmenter
 from napari_universeg.suggest import expected_dice
 from napari_universeg.support import SupportSet
-
-
-def correlation(score: dict[int, float], truth: dict[int, float]) -> float:
-    """Spearman correlation over the slices; nan when the score is constant."""
-    keys = sorted(score)
-    if len({score[k] for k in keys}) < 2:
-        return float("nan")
-    return float(spearmanr([score[k] for k in keys], [truth[k] for k in keys])[0])
 
 
 def main() -> None:
@@ -71,9 +62,9 @@ def main() -> None:
                 "round": r,
                 "painted": list(painted),
                 "dice_rest": float(np.mean([true[k] for k in rest])),
-                "corr_ed": correlation(ed, true),
-                "corr_agree": correlation(agree, true),
-                "corr_prod": correlation(product, true),
+                "corr_ed": rank_corr(ed, true),
+                "corr_agree": rank_corr(agree, true),
+                "corr_prod": rank_corr(product, true),
                 "s_adapted": adapted_s,
                 "s_shipped": time.perf_counter() - start - adapted_s,
             }

@@ -16,6 +16,16 @@ from napari_universeg.training.train import TrainConfig, Trainer, step_tasks
 HEADER = "name,split,repo,commit,images,mask_regex,mask_replace,include,mask_rule,mask_kind,classes,image_channel,modality,n_pairs,licence,licence_evidence,attribution,notes\n"
 
 
+def _publish(work, mirrors, name):
+    """Commit the folder ``work`` and leave a bare clone as the fetch tool does: mirrors/name/repo."""
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q", str(work)], check=True)
+    subprocess.run([*git, "-C", str(work), "add", "."], check=True)
+    subprocess.run([*git, "-C", str(work), "commit", "-qm", "data"], check=True)
+    (mirrors / name).mkdir(parents=True)
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(mirrors / name / "repo")], check=True)
+
+
 def _instance_repo(root, n=6, size=300):
     """A git repository (bare, as fetched) with n images of bright discs and their instance labels."""
     work = root / "work"
@@ -31,13 +41,7 @@ def _instance_repo(root, n=6, size=300):
         image = (60 + 120 * (labels > 0) + rng.normal(0, 10, labels.shape)).clip(0, 255).astype(np.uint8)
         iio.imwrite(work / "data" / "img" / f"cell{i}.png", np.stack([image] * 3, -1))  # RGB on disk
         iio.imwrite(work / "data" / "lab" / f"cell{i}_label.tif", labels)
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
-    subprocess.run([*git, "init", "-q", str(work)], check=True)
-    subprocess.run([*git, "-C", str(work), "add", "."], check=True)
-    subprocess.run([*git, "-C", str(work), "commit", "-qm", "data"], check=True)
-    mirror = root / "mirrors" / "lab+cells"
-    mirror.mkdir(parents=True)
-    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(mirror / "repo")], check=True)
+    _publish(work, root / "mirrors", "lab+cells")
     return root / "mirrors"
 
 
@@ -156,12 +160,7 @@ def test_slices_in_files_pair_in_order_with_one_hdf5_label_volume(tmp_path):
     with h5py.File(tmp_path / "gt.h5", "w") as f:
         f["stack"], f["transforms"] = stack, transforms
     (work / "gt.h5.gz").write_bytes(gzip.compress((tmp_path / "gt.h5").read_bytes()))
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
-    subprocess.run([*git, "init", "-q", str(work)], check=True)
-    subprocess.run([*git, "-C", str(work), "add", "."], check=True)
-    subprocess.run([*git, "-C", str(work), "commit", "-qm", "data"], check=True)
-    (tmp_path / "mirrors" / "lab+em").mkdir(parents=True)
-    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(tmp_path / "mirrors" / "lab+em" / "repo")], check=True)
+    _publish(work, tmp_path / "mirrors", "lab+em")
     csv = tmp_path / "sources.csv"
     csv.write_text(HEADER + "em,train,lab/em,,gray/iso.*.png,^gray/iso\\.\\d+\\.png$,gt.h5.gz,,,instances,,,FIB-SEM,5,CC-BY-3.0,LICENSE,test,\n")
     (source,) = read_sources(csv)
@@ -195,12 +194,7 @@ def test_image_and_labels_as_two_datasets_of_one_hdf5_file(tmp_path):
     raw = np.where(np.abs(xx - (20 + 5 * np.arange(n)[:, None, None])) < 2, 230, 50).astype(np.uint8)  # bright walls
     with h5py.File(work / "sample.h5", "w") as f:
         f["raw"], f["label"] = raw, labels
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
-    subprocess.run([*git, "init", "-q", str(work)], check=True)
-    subprocess.run([*git, "-C", str(work), "add", "."], check=True)
-    subprocess.run([*git, "-C", str(work), "commit", "-qm", "data"], check=True)
-    (tmp_path / "mirrors" / "lab+plant").mkdir(parents=True)
-    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(tmp_path / "mirrors" / "lab+plant" / "repo")], check=True)
+    _publish(work, tmp_path / "mirrors", "lab+plant")
     csv = tmp_path / "sources.csv"
     csv.write_text(HEADER + "plant,train,lab/plant,,sample.h5::raw,::raw$,::label,,,instances,,,confocal,4,MIT,LICENSE,test,\n")
     (source,) = read_sources(csv)
