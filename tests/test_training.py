@@ -26,7 +26,9 @@ def _cfg(**kw) -> TrainConfig:
 
 def test_a_few_steps_reduce_the_loss_on_a_fixed_task():
     torch.manual_seed(0)
-    trainer = Trainer(_cfg(lr=0.01, warmup_steps=1, total_steps=1000), Path("unused"), torch.device("cpu"))
+    # lr 0.01 diverged on an AVX2-only CPU (loss 1.5 -> 43 at step 36; fp32 kernels differ by
+    # CPU); 0.005 descends smoothly on it (1.42 -> 0.85 over 40 steps) as on AVX-512 machines.
+    trainer = Trainer(_cfg(lr=0.005, warmup_steps=1, total_steps=1000), Path("unused"), torch.device("cpu"))
     task = TaskGenerator(64, seed=5, families=["blobs"]).sample(4, 4)
     losses = [trainer.train_step(task)["loss"] for _ in range(40)]
     assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])

@@ -5,10 +5,10 @@ import pytest
 
 from napari_universeg import _support_actions as A
 from napari_universeg import _widget as W
+from napari_universeg import adapt
 from napari_universeg import session as S
 from napari_universeg._reader import get_reader
 from napari_universeg._writer import write_support
-from napari_universeg.adapt import STEPS_PER_EXAMPLE
 from napari_universeg.sample_data import synthetic_stack
 
 pytestmark = pytest.mark.gui
@@ -133,7 +133,7 @@ def test_current_slice_accept_and_suggest(widget, qtbot):
     wait(widget, qtbot)
     assert len(widget.support) == 3 and widget.support[2].source.startswith("accepted")
     seg = widget.session.segmenter(widget.device.currentText())
-    assert seg.adaptation.steps == 3 * STEPS_PER_EXAMPLE  # the model learned the accepted slice too
+    assert seg.adaptation.steps == 3 * adapt.STEPS_PER_EXAMPLE  # the model learned the accepted slice too
     run(widget, qtbot)
     idx = widget.suggest_next_slice()
     assert idx is not None and idx not in [(1,), (5,), (3,)]
