@@ -132,6 +132,31 @@ def test_first_result_after_an_accept_comes_before_the_adaptation(segmenter, mon
     assert _steps(segmenter) == 3 * adapt.STEPS_PER_EXAMPLE
 
 
+def test_the_preview_after_an_accept_costs_the_same_whatever_the_examples(segmenter, monkeypatch):
+    """The preview takes PREVIEW_SUPPORT support items (one crop of each of the newest examples)
+    and tiles without overlap; the final result of the same slice uses every example's crops and
+    overlapping tiles."""
+    from napari_universeg import predict
+
+    image, labels = synthetic_stack(n_slices=8, size=128)
+    options = PredictOptions(mode="tiled", scale=1.0, method="universeg", adapt=True)
+    support = SupportSet()
+    for z in (0, 1):
+        support.add(image[z], labels[z], source=f"slice {z}")
+    segmenter.predict(support, [image[7]], options)
+    for z in (2, 3, 4):
+        support.add(image[z], labels[z], source=f"slice {z}")
+    passes = []  # (tiles, support items) of each forward pass
+    forward = segmenter._forward
+    monkeypatch.setattr(segmenter, "_forward", lambda m, q, f, items: passes.append((q.shape[0], f.shape[1])) or forward(m, q, f, items))
+    preds = {}
+    for pred in segmenter.iter_predict(support, image, options, indices=[5], preview=True):
+        preds[pred.preview] = len(passes)
+    preview, final = passes[: preds[True]], passes[preds[True] :]
+    assert sum(t for t, _ in preview) == 4 and {s for _, s in preview} == {predict.PREVIEW_SUPPORT}  # 2 x 2 tiles of 64 px
+    assert sum(t for t, _ in final) == 9 and {s for _, s in final} == {5 * predict.MAX_CROPS_PER_EXAMPLE}  # 3 x 3, overlapping
+
+
 def test_prepare_adapts_so_that_the_run_has_nothing_to_wait_for(segmenter):
     image, labels, options, support = _two_painted_slices()
     segmenter.prepare(support, image.shape[1:], options)

@@ -229,7 +229,8 @@ class AnnotationSession:
     ) -> Iterator[SliceResult]:
         """Segment slices ``todo`` of ``image`` ((..., H, W) or (..., H, W, C), numpy or dask) with
         the enabled examples as they are now; yields a SliceResult per slice as it is done. While
-        "auto" chooses its plan, the first slice comes as a preview first (Segmenter.iter_predict).
+        "auto" chooses its plan or the model adapts to new examples, the first slice comes as a
+        quick preview first, then again (Segmenter.iter_predict).
 
         The examples and slices are taken when this is called; the model is loaded and the slices
         are read while iterating (in a worker thread). ``cancel`` is checked between batches;
