@@ -28,7 +28,7 @@ import numpy as np
 from benchmarks.protocol_task import EVALDATA
 from napari_universeg.evaluate import dice, load_dataset
 from napari_universeg.predict import PredictOptions, Segmenter
-from napari_universeg.suggest import expected_dice, next_slice
+from napari_universeg.suggest import expected_errors, next_slice
 from napari_universeg.support import SupportSet
 
 STRATEGIES = ("suggest", "random", "spread")
@@ -62,14 +62,15 @@ def run_loop(seg: Segmenter, images: list, masks: list, strategy: str, rounds: i
             support.add(images[i], masks[i], source=f"slice {i}")
         rest = nearest_first([i for i in range(n) if i not in painted], painted[-1])
         start = time.perf_counter()
-        scores, dices, first_s = {}, [], None
+        scores, dices, wrong, first_s = {}, [], {}, None
         for pred in seg.iter_predict(support, images, options, indices=rest, preview=True):  # as the widget runs
             if first_s is None:
                 first_s = time.perf_counter() - start
             if pred.preview:
                 continue  # shown first, then the same slice again, final
-            scores[pred.index] = expected_dice(pred.labels, pred.probability)
+            scores[pred.index] = expected_errors(pred.labels, pred.probability)
             dices.append(dice(pred.labels > 0, masks[pred.index] > 0))
+            wrong[pred.index] = float(((pred.labels > 0) != (masks[pred.index] > 0)).mean())
         total_s = time.perf_counter() - start
         plan = pred.plan
         row = {
@@ -80,7 +81,7 @@ def run_loop(seg: Segmenter, images: list, masks: list, strategy: str, rounds: i
             "round_s": total_s,
             "plan": plan.describe() if plan else None,
             "estimate": plan.estimate if plan else None,
-            "suggestion_rank_corr": rank_corr(scores, dict(zip(rest, dices))),
+            "suggestion_rank_corr": rank_corr(scores, wrong),
         }
         out.append(row)
         print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}), flush=True)
@@ -90,8 +91,9 @@ def run_loop(seg: Segmenter, images: list, masks: list, strategy: str, rounds: i
 
 
 def rank_corr(scores: dict[int, float], truth: dict[int, float]) -> float:
-    """Spearman correlation of a per-slice score (e.g. expected Dice) and the true Dice over the
-    slices (how well the score predicts where the errors are); nan for a constant score."""
+    """Spearman correlation of a per-slice score and the truth over the slices (e.g. expected and
+    true fraction of wrong pixels: how well the score predicts where the errors are); nan for a
+    constant score."""
     from scipy.stats import spearmanr
 
     keys = sorted(scores)
@@ -152,7 +154,7 @@ def plot(results: dict, path: Path) -> None:
         ax.set_xticks(range(1, 1 + max(len(rows) for rows in by_strategy.values())))
         ax.set_ylabel("Dice on the other slices")
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 

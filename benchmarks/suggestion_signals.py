@@ -1,6 +1,7 @@
 """Which per-slice signal predicts where the annotation loop's results are wrong, once the model is
-adapted: the expected Dice of the result (the plugin's suggestion, suggest.py), the agreement
-(Dice) between the adapted result and the shipped model's (adaptation off), or their product.
+adapted: the expected Dice of the result (the plugin's suggestion before the expected-errors
+rule), the agreement (Dice) between the adapted result and the shipped model's (adaptation off),
+or their product.
 
     python -m benchmarks.suggestion_signals [--pick product|agree|ed] [--json out.json]
 
@@ -23,8 +24,17 @@ from benchmarks.annotation_loop import nearest_first, rank_corr
 from benchmarks.protocol_task import EVALDATA
 from napari_universeg.evaluate import dice, load_dataset
 from napari_universeg.predict import PredictOptions, Segmenter
-from napari_universeg.suggest import expected_dice
 from napari_universeg.support import SupportSet
+
+
+def expected_dice(labels: np.ndarray, probability: np.ndarray) -> float:
+    """E[Dice] of ``labels`` > 0 if each pixel were foreground with its ``probability`` ((H, W)
+    each): the ratio of expectations 2 sum_pred p / (|pred| + sum p); 1.0 when nothing is
+    predicted or expected."""
+    pred = np.asarray(labels) > 0
+    p = np.asarray(probability, np.float64)
+    denominator = float(pred.sum()) + float(p.sum())
+    return 1.0 if denominator < 1e-6 else 2.0 * float(p[pred].sum()) / denominator
 
 
 def main() -> None:

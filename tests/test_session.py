@@ -15,7 +15,7 @@ from napari_universeg.choice import Plan
 from napari_universeg.options import PredictOptions
 from napari_universeg.sample_data import synthetic_stack
 from napari_universeg.session import AnnotationSession, SliceResult
-from napari_universeg.suggest import expected_dice
+from napari_universeg.suggest import expected_errors
 from napari_universeg.support import FORMAT, VERSION, SupportSet
 
 
@@ -103,13 +103,13 @@ def test_write_records_what_it_wrote_and_keeps_slices_painted_meanwhile(stack):
     r = result((2,), value=2, p=0.75, note="slice 2 is constant")
     assert s.write(layer, r, fill_painted=True)
     assert layer.data.dtype == np.uint8 and layer.data[2, :4, :4].tolist() == [[2] * 4] * 4 and layer.data[2].sum() == 32
-    assert s.expected == {(2,): expected_dice(r.labels, r.probability)} and s.expected[(2,)] == pytest.approx(2 * 12 / (16 + 12))
+    assert s.unsure == {(2,): expected_errors(r.labels, r.probability)} and s.unsure[(2,)] == pytest.approx(16 * 0.25 / 256)
     assert s.written == {("painted", (2,)): S.digest(layer.data[2])}
     assert s.notes == ["slice 2 is constant"]
     # a slice painted meanwhile is kept, and nothing is recorded for it
     assert not s.write(layer, result((1,), value=5), fill_painted=True)
     np.testing.assert_array_equal(layer.data[1], labels[1])
-    assert set(s.expected) == {(2,)} and set(s.written) == {("painted", (2,))}
+    assert set(s.unsure) == {(2,)} and set(s.written) == {("painted", (2,))}
     # without fill_painted the slice is written over
     assert s.write(layer, result((1,), value=5))
     assert layer.data[1, 0, 0] == 5

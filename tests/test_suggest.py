@@ -1,32 +1,43 @@
-"""Which slice to paint next: the expected Dice of a result under its own probabilities."""
+"""Which slice to paint next: the expected fraction of wrong pixels of a result under its own
+probabilities."""
 
 import numpy as np
 
-from napari_universeg.suggest import expected_dice, next_slice
+from napari_universeg.suggest import expected_errors, next_slice
 
 
-def test_expected_dice_of_certain_and_uncertain_results():
+def test_expected_errors_of_certain_and_uncertain_results():
     labels = np.zeros((10, 10), np.uint8)
     labels[:5] = 1
     certain = np.where(labels > 0, 1.0, 0.0)
-    assert expected_dice(labels, certain) == 1.0
-    assert expected_dice(np.zeros((4, 4), np.uint8), np.zeros((4, 4))) == 1.0  # surely empty
-    # half the predicted pixels at 0.6 and two background pixels at 0.4
+    assert expected_errors(labels, certain) == 0.0
+    assert expected_errors(np.zeros((4, 4), np.uint8), np.zeros((4, 4))) == 0.0  # surely empty
+    assert expected_errors(labels, np.full((10, 10), 0.5)) == 0.5  # a coin toss everywhere
+    # 25 found pixels at 0.6 (0.4 wrong each) and two background pixels at 0.4 (0.4 wrong each)
     unsure = certain.copy()
     unsure[:5, :5] = 0.6
     unsure[9, :2] = 0.4
-    assert np.isclose(expected_dice(labels, unsure), 2 * (25 + 15) / (50 + 40 + 0.8))
-    # five unsure pixels: a small object is at risk, a large one hardly
-    small, large = np.zeros((10, 10), np.uint8), labels
+    assert np.isclose(expected_errors(labels, unsure), (25 * 0.4 + 2 * 0.4) / 100)
+    # labels 2 (a second class) count as found, with the probability of that class
+    assert np.isclose(expected_errors(labels * 2, unsure), (25 * 0.4 + 2 * 0.4) / 100)
+
+
+def test_a_few_small_unsure_objects_count_less_than_many_unsure_pixels():
+    # The reason for the rule: painting the second slice corrects ten times the pixels.
+    small = np.zeros((10, 10), np.uint8)
     small[0, :5] = 1
-    p_large = np.where(large > 0, 1.0, 0.0)
-    p_large[0, :5] = 0.6
-    assert np.isclose(expected_dice(small, np.where(small > 0, 0.6, 0.0)), 2 * 3 / (5 + 3))
-    assert expected_dice(large, p_large) > 0.95
+    wide = np.zeros((10, 10), np.uint8)
+    wide[:5] = 1
+    scores = {
+        "small": expected_errors(small, np.where(small > 0, 0.6, 0.0)),
+        "wide": expected_errors(wide, np.where(wide > 0, 0.6, 0.0)),
+    }
+    assert np.isclose(scores["small"], 5 * 0.4 / 100) and np.isclose(scores["wide"], 50 * 0.4 / 100)
+    assert next_slice(scores, []) == "wide"
 
 
-def test_next_slice_is_the_least_expected_that_is_not_painted():
-    scores = {(0,): 0.9, (1,): 0.5, (2,): 0.7}
+def test_next_slice_is_the_most_unsure_that_is_not_painted():
+    scores = {(0,): 0.01, (1,): 0.2, (2,): 0.1}
     assert next_slice(scores, [(1,)]) == (2,)
     assert next_slice(scores, []) == (1,)
     assert next_slice(scores, scores) is None

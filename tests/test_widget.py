@@ -137,7 +137,8 @@ def test_current_slice_accept_and_suggest(widget, qtbot):
     run(widget, qtbot)
     idx = widget.suggest_next_slice()
     assert idx is not None and idx not in [(1,), (5,), (3,)]
-    assert widget.status.text().startswith(f"least certain: slice {idx[0]} (expected Dice ")  # words, not (3,)
+    assert widget.status.text().startswith(f"least certain: slice {idx[0]} (about ")  # words, not (3,)
+    assert "% of its pixels may be wrong" in widget.status.text()
 
 
 def test_accept_segments_the_rest_nearest_first_and_keeps_the_users_corrections(widget, monkeypatch, qtbot):

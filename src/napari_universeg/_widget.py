@@ -212,7 +212,7 @@ class UniverSegWidget(SupportActions, QWidget):
         self.status.setText(message)
 
     def suggest_next_slice(self) -> Index | None:
-        """Move the viewer to the segmented slice with the lowest expected Dice that is not an
+        """Move the viewer to the segmented slice with the most expected errors that is not an
         example (AnnotationSession.suggest); returns its index."""
         idx = self.session.suggest()
         if idx is None:
@@ -222,7 +222,7 @@ class UniverSegWidget(SupportActions, QWidget):
         if image is not None:
             _layers.show_slice(self.viewer, image, idx)
         self.status.setText(
-            f"least certain: {self.session.where(idx)} (expected Dice {self.session.expected[idx]:.2f}); correct it and accept it as an example"
+            f"least certain: {self.session.where(idx)} (about {self.session.unsure[idx]:.0%} of its pixels may be wrong); correct it and accept it as an example"
         )
         return idx
 

@@ -22,7 +22,7 @@ from ._slicing import Index, SliceView, all_slices, describe_index, painted_slic
 from .instances import guess_task, offset_ids
 from .options import PredictOptions
 from .plausibility import classes_problem
-from .suggest import expected_dice, next_slice
+from .suggest import expected_errors, next_slice
 from .support import Example, SupportSet
 
 WHICH = ("current", "all", "unpainted", "rest")  # what a run segments (AnnotationSession.slices_to_run)
@@ -59,13 +59,13 @@ class AnnotationSession:
     """The support set and the bookkeeping of the runs of one annotation session.
 
     ``support`` is one SupportSet for the whole session (cleared in place, never replaced), so views
-    may keep a reference to it. ``expected`` maps slice index -> expected Dice of its last result;
-    ``written`` maps (layer name, slice index) -> digest of what a run wrote there.
+    may keep a reference to it. ``unsure`` maps slice index -> expected fraction of wrong pixels of
+    its last result; ``written`` maps (layer name, slice index) -> digest of what a run wrote there.
     """
 
     def __init__(self) -> None:
         self.support = SupportSet()
-        self.expected: dict[Index, float] = {}
+        self.unsure: dict[Index, float] = {}
         self.written: dict[tuple[str, Index], str] = {}
         self.notes: list[str] = []  # blank slices of the current run
         self.last_plan = None  # the plan of the current run's latest result (what "auto" chose)
@@ -251,7 +251,7 @@ class AnnotationSession:
 
     def write(self, layer, result: SliceResult, fill_painted: bool = False) -> bool:
         """Write a result into its slice of ``layer`` (undoable, see write_slice) and record its
-        digest, expected Dice, note and plan. Objects get ids no other label of the layer has. With ``fill_painted`` a slice that has labels
+        digest, expected errors, note and plan. Objects get ids no other label of the layer has. With ``fill_painted`` a slice that has labels
         (painted meanwhile) is kept and nothing is recorded; returns whether it was written."""
         if fill_painted and read_slice(layer.data, result.index).any():
             ours = (layer.name, result.index) in self.written and not self.edited(layer, result.index)
@@ -263,7 +263,7 @@ class AnnotationSession:
             labels, self._next_id[layer.name] = offset_ids(labels, first)
         write_slice(layer, result.index, labels)
         self.written[layer.name, result.index] = digest(read_slice(layer.data, result.index))
-        self.expected[result.index] = expected_dice(labels, result.probability)
+        self.unsure[result.index] = expected_errors(labels, result.probability)
         if result.note and not result.preview:
             self.notes.append(result.note)
         if result.plan is not None:
@@ -291,5 +291,5 @@ class AnnotationSession:
         return f"done{how}{estimate}. Correct a slice and 'Accept slice as example' to improve the rest"
 
     def suggest(self) -> Index | None:
-        """The segmented slice with the lowest expected Dice that is not an example (suggest.py)."""
-        return next_slice(self.expected, self.example_indices())
+        """The segmented slice with the most expected errors that is not an example (suggest.py)."""
+        return next_slice(self.unsure, self.example_indices())
