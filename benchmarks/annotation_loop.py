@@ -34,6 +34,21 @@ from napari_universeg.support import SupportSet
 STRATEGIES = ("suggest", "random", "spread")
 
 
+def series(folder: Path, slices: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The images and masks of the first ``slices`` ids (sorted) of an evaldata folder."""
+    ds = load_dataset(folder)
+    ids = sorted(ds.ids)[:slices]
+    return [ds.image(i) for i in ids], [ds.mask(i) for i in ids]
+
+
+def painted_support(images: list, masks: list, painted: list[int]) -> SupportSet:
+    """The painted slices as examples, in the order they were painted."""
+    support = SupportSet()
+    for i in painted:
+        support.add(images[i], masks[i], source=f"slice {i}")
+    return support
+
+
 def nearest_first(indices: list[int], to: int) -> list[int]:
     """The indices ordered by distance to ``to`` (ties: the lower index first)."""
     return sorted(indices, key=lambda i: (abs(i - to), i))
@@ -57,9 +72,7 @@ def run_loop(seg: Segmenter, images: list, masks: list, strategy: str, rounds: i
     seg.forget_plans()  # a new session chooses its plan anew
     out = []
     for r in range(1, rounds + 1):
-        support = SupportSet()
-        for i in painted:
-            support.add(images[i], masks[i], source=f"slice {i}")
+        support = painted_support(images, masks, painted)
         rest = nearest_first([i for i in range(n) if i not in painted], painted[-1])
         start = time.perf_counter()
         scores, dices, wrong, first_s = {}, [], {}, None
@@ -190,9 +203,7 @@ def main() -> None:
     seg = Segmenter.from_weights("default")
     results: dict = {}
     for name in args.sets.split(","):
-        ds = load_dataset(args.data / name)
-        ids = sorted(ds.ids)[: args.slices]
-        images, masks = [ds.image(i) for i in ids], [ds.mask(i) for i in ids]
+        images, masks = series(args.data / name, args.slices)
         runs = [(s, 0) for s in args.strategies.split(",") if s != "random"]
         if "random" in args.strategies.split(","):
             runs += [("random", int(seed)) for seed in args.random_seeds.split(",")]

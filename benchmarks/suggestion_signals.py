@@ -20,11 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.annotation_loop import nearest_first, rank_corr
+from benchmarks.annotation_loop import nearest_first, painted_support, rank_corr, series
 from benchmarks.protocol_task import EVALDATA
-from napari_universeg.evaluate import dice, load_dataset
+from napari_universeg.evaluate import dice
 from napari_universeg.predict import PredictOptions, Segmenter
-from napari_universeg.support import SupportSet
 
 
 def expected_dice(labels: np.ndarray, probability: np.ndarray) -> float:
@@ -45,15 +44,11 @@ def main() -> None:
     args = p.parse_args()
     seg, out = Segmenter.from_weights("default"), {}
     for name in args.sets.split(","):
-        ds = load_dataset(EVALDATA / name)
-        ids = sorted(ds.ids)[:30]
-        images, masks = [ds.image(i) for i in ids], [ds.mask(i) for i in ids]
+        images, masks = series(EVALDATA / name, 30)
         n, painted, rows = len(images), [len(images) // 2], []
         seg.forget_plans()
         for r in range(1, 5):
-            support = SupportSet()
-            for i in painted:
-                support.add(images[i], masks[i], source=f"slice {i}")
+            support = painted_support(images, masks, painted)
             rest = nearest_first([i for i in range(n) if i not in painted], painted[-1])
             start = time.perf_counter()
             ed, true, labels = {}, {}, {}
