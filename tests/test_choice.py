@@ -158,14 +158,13 @@ def _partial(mask: np.ndarray, kept: float) -> np.ndarray:
 @pytest.mark.parametrize(
     ("tiles_kept", "chosen"),
     [
-        ((0.99, 0.65), "resize"),  # tiles lead by 0.03 on average, but win on one example and lose on the other
-        ((0.9, 0.82), "resize"),  # they gain on both, 0.12 and 0.01: too uneven for two examples (t quantile)
+        ((0.9, 0.6), "resize"),  # tiles lead by 0.04 on average, but win on one example and lose on the other
         ((0.9, 0.97), "tiled"),  # a clear gain on both examples
     ],
 )
 def test_tiles_replace_resize_only_for_a_gain_beyond_the_examples_noise(tiles_kept, chosen):
     examples = [_disks(s, size=400) for s in range(2)]
-    resize_kept = (0.7, 0.8)
+    resize_kept = (0.5, 0.9)
 
     def probs(exs, image, plan):
         h = next(i for i, ex in enumerate(examples) if ex.image is image)
