@@ -129,17 +129,19 @@ def test_the_model_card_names_every_real_source_and_its_licence_and_counts_all_g
         model={"encoder_widths": [8] * 4, "decoder_widths": [8] * 3}, size=64, real_ratio=0.5, real_heldout=["cytounet_a549_phase_nuclei"]
     )
     trainer = Trainer(cfg, tmp_path / "run", torch.device("cpu"))
-    trainer.before, trainer.elapsed, trainer.step = {"minutes": 23.2, "steps": 10418}, 120.0, 500
+    trainer.before, trainer.elapsed, trainer.step = {"minutes": 23.2, "steps": 10418}, 180.0, 500
+    trainer.elapsed_by_device = {"cuda": 120.0, "cpu": 60.0}  # CPU minutes are not GPU minutes
     trainer.out.mkdir()
     trainer.save()
     resumed = Trainer(cfg, tmp_path / "run", torch.device("cpu"))
     resumed.load()
-    assert resumed.before == {"minutes": 23.2, "steps": 10418}
+    assert resumed.before == {"minutes": 23.2, "steps": 10418} and resumed.elapsed_by_device == {"cuda": 120.0, "cpu": 60.0}
     card = export(tmp_path / "run", tmp_path / "w.safetensors", "test CPU", None)
     trained = [r for r in read_sources() if r["split"] == "train"]
     assert [s["name"] for s in card["sources"]] == [r["name"] for r in trained] and len(trained) >= 5
     assert card["gpu_minutes"] == 25.2 and card["steps"] == 10918
     text = (tmp_path / "w.md").read_text()
+    assert "3.0 min in this run (cpu 1.0, cuda 2.0); 25.2 GPU minutes in all" in text
     for r in trained:
         assert f"| {r['name']} |" in text and r["licence"] in text
     assert "cytounet_a549_phase_nuclei" not in text

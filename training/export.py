@@ -58,6 +58,7 @@ def export(run: Path, out: Path, hardware: str, eval_json: list[Path] | None) ->
     model.load_state_dict(state["model"])
     steps = int(state["step"])
     before = json.loads(state.get("before", '{"minutes": 0.0, "steps": 0}'))
+    by_device = json.loads(state.get("elapsed_by_device", json.dumps({"unknown": float(state["elapsed"])})))
     sources = training_sources_used(cfg)
     synthetic = "synthetic tasks (training/synth.py: SynthMorph-like label maps, nuclei/blobs, membranes, curvilinear structures, textures; fluorescence, brightfield and EM intensity models)"
     card = {
@@ -70,7 +71,10 @@ def export(run: Path, out: Path, hardware: str, eval_json: list[Path] | None) ->
         "resolution": f"{cfg['size']} px",
         "hardware": hardware,
         "training_minutes": round(float(state["elapsed"]) / 60, 1),
-        "gpu_minutes": round(before["minutes"] + float(state["elapsed"]) / 60, 1),  # all training behind these weights
+        "training_minutes_by_device": {k: round(v / 60, 1) for k, v in sorted(by_device.items())},
+        # all GPU training behind these weights: the weights this run started from (all GPU) and this run's GPU time
+        "gpu_minutes": round(before["minutes"] + by_device.get("cuda", 0.0) / 60, 1),
+        "run": str(run),
         "commit": _commit(),
         "config": cfg,
         "synthetic_validation": _last_val(run),
@@ -103,10 +107,11 @@ def write_card(path: Path, card: dict, results: list[dict], notes: str = "") -> 
         f"| data | {card['trained_on']}{'' if card['sources'] else '; no real images'} |",
         f"| steps | {card['steps']} in all (support size per step drawn from {card['support_sizes']}) |",
         f"| resolution | {card['resolution']} |",
-        f"| hardware, wall time | {card['hardware']}, {card['training_minutes']} min in this run; {card['gpu_minutes']} GPU minutes in all |",
+        f"| hardware, wall time | {card['hardware']}; {card['training_minutes']} min in this run"
+        f" ({', '.join(f'{k} {v}' for k, v in card['training_minutes_by_device'].items())}); {card['gpu_minutes']} GPU minutes in all |",
         f"| recipe | soft Dice + BCE, AdamW (lr {cfg['lr']:g}, weight decay {cfg['weight_decay']:g}), warm-up + cosine"
         f" (restarted where a resume extended the steps: see below), bf16 autocast, grad clip {cfg['grad_clip']:g} |",
-        "| config | training/configs/default.yaml (as saved in the checkpoint) |",
+        f"| config | saved in {card['run']}/checkpoint.pt (real_ratio {cfg.get('real_ratio', 0.0):g}, {cfg['total_steps']} steps scheduled) |",
         f"| commit | {card['commit']} |",
         "| file | fp16 safetensors |",
         f"| licence | {card['licence']} |",

@@ -128,6 +128,7 @@ class Trainer:
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.step = 0
         self.elapsed = 0.0  # training seconds over all sessions of this run
+        self.elapsed_by_device: dict[str, float] = {}  # the same, per device type ("cuda", "cpu"): the card reports GPU minutes
         self.before = {"minutes": 0.0, "steps": 0}  # training of the weights this run started from (--init)
         self.bf16 = use_bf16(cfg, device)
         self._val_tasks: dict | None = None
@@ -174,6 +175,7 @@ class Trainer:
             "optimizer": self.opt.state_dict(),
             "step": self.step,
             "elapsed": self.elapsed,
+            "elapsed_by_device": json.dumps(self.elapsed_by_device),
             "before": json.dumps(self.before),
             "config": json.dumps(asdict(self.cfg)),
         }
@@ -192,6 +194,8 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
         self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
+        # checkpoints from before the split: their device is not known
+        self.elapsed_by_device = json.loads(state.get("elapsed_by_device", json.dumps({"unknown": self.elapsed})))
         self.before = json.loads(state.get("before", '{"minutes": 0.0, "steps": 0}'))
 
     # -- training ----------------------------------------------------------------------------
@@ -261,6 +265,7 @@ class Trainer:
             t0 = time.time()
             row = self.train_step(next(batches))
             self.elapsed += time.time() - t0
+            self.elapsed_by_device[self.device.type] = self.elapsed_by_device.get(self.device.type, 0.0) + time.time() - t0
             n_last += 1
             if calibrate_at and self.step == calibrate_at[0]:
                 t_cal = time.time()
