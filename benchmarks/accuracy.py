@@ -1,7 +1,7 @@
 """Few-shot accuracy of each method on each evaluation set, with the standard protocol.
 
     python -m benchmarks.accuracy [--data ../shared/evaldata] [--methods universeg,random-forest,otsu]
-                                  [--predictor auto] [--adapt auto] [--weights default] [--sizes 1,4,16] [--seeds 0,1,2]
+                                  [--predictor auto] [--adapt auto] [--mode auto] [--weights default] [--sizes 1,4,16] [--seeds 0,1,2]
                                   [--task classes|instances] [--json out.json]
 
 --task instances runs the data sets that have instance labels (instances/) with the methods
@@ -12,7 +12,8 @@ AP@0.5 table and an aggregated-Jaccard table.
 "universeg" is the plugin with its default settings: --predictor auto lets it choose among
 UniverSeg, the pixel classifier and their blend; --predictor universeg is UniverSeg alone. The
 table labels it "plugin (PREDICTOR)". --adapt off compares weights as they are (no test-time
-adaptation to the examples).
+adaptation to the examples). --mode resize or tiled fixes how UniverSeg sees the images (auto: the
+plugin's choice on the examples), so that two sets of weights can be compared without the choice.
 
 Progress goes to stderr; the table of Dice "mean ± std over seeds" (with a last row per method: the
 mean over data sets) goes to stdout; --json keeps every run, rewritten after each (data set, method).
@@ -26,6 +27,7 @@ import sys
 from pathlib import Path
 
 from napari_universeg.evaluate import comparison_table, evaldata_dir, get_method, load_dataset, run_protocol
+from napari_universeg.options import MODES
 
 DEFAULT_DATA = evaldata_dir()
 ADAPT = {"auto": None, "on": True, "off": False}  # --adapt -> PredictOptions.adapt
@@ -41,6 +43,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--weights", default="default", help="UniverSeg weights, as make_universeg_method takes them")
     parser.add_argument("--predictor", default="auto", choices=("auto", "universeg", "pixels", "blend"))
     parser.add_argument("--adapt", default="auto", choices=("auto", "on", "off"), help="test-time adaptation (auto: the plugin's default)")
+    parser.add_argument("--mode", default="auto", choices=MODES, help="how UniverSeg sees the images (auto: chosen on the examples)")
     parser.add_argument("--sizes", default="1,4,16", help="support sizes, comma-separated")
     parser.add_argument("--seeds", default="0,1,2", help="seeds, comma-separated")
     parser.add_argument("--json", type=Path, help="write all results to this JSON file")
@@ -54,7 +57,7 @@ def _ints(text: str) -> tuple[int, ...]:
 
 def method_options(name: str, args: argparse.Namespace) -> dict:
     if name == "universeg":
-        return {"weights": args.weights, "method": args.predictor, "task": args.task, "adapt": ADAPT[args.adapt]}
+        return {"weights": args.weights, "method": args.predictor, "task": args.task, "adapt": ADAPT[args.adapt], "mode": args.mode}
     return {"weights": args.weights, "method": args.predictor} if name == "universeg-cc" else {}
 
 
@@ -83,13 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     names = args.methods or ("universeg,universeg-cc,watershed" if args.task == "instances" else "universeg,random-forest,otsu")
     for name in (m.strip() for m in names.split(",") if m.strip()):
         try:
-            label = (
-                f"plugin ({args.predictor})"
-                if name == "universeg"
-                else f"plugin ({args.predictor}) + connected components"
-                if name == "universeg-cc"
-                else name
-            )
+            plugin = f"plugin ({args.predictor}{'' if args.mode == 'auto' else ', ' + args.mode})"
+            label = plugin if name == "universeg" else f"{plugin} + connected components" if name == "universeg-cc" else name
             methods[label] = get_method(name, **method_options(name, args))
         except Exception as error:  # e.g. missing weights or package: report and go on without it
             print(f"skipping method {name!r}: {type(error).__name__}: {error}", file=sys.stderr)
