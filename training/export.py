@@ -24,6 +24,7 @@ from napari_universeg.model import UniverSeg
 from napari_universeg.weights import DEFAULT_WEIGHTS, save_weights
 
 from .data.prepare import read_sources
+from .train import seconds_by_device
 
 REPO = Path(__file__).resolve().parents[1]  # the source checkout that holds training/
 
@@ -58,7 +59,7 @@ def export(run: Path, out: Path, hardware: str, eval_json: list[Path] | None) ->
     model.load_state_dict(state["model"])
     steps = int(state["step"])
     before = json.loads(state.get("before", '{"minutes": 0.0, "steps": 0}'))
-    by_device = json.loads(state.get("elapsed_by_device", json.dumps({"unknown": float(state["elapsed"])})))
+    by_device = seconds_by_device(state)
     sources = training_sources_used(cfg)
     synthetic = "synthetic tasks (training/synth.py: SynthMorph-like label maps, nuclei/blobs, membranes, curvilinear structures, textures; fluorescence, brightfield and EM intensity models)"
     card = {

@@ -120,6 +120,12 @@ def use_bf16(cfg: TrainConfig, device: torch.device) -> bool:
     return bool(cfg.bf16)
 
 
+def seconds_by_device(state: dict) -> dict[str, float]:
+    """A checkpoint's training seconds per device type ("cuda", "cpu"); checkpoints written before
+    they were kept apart give all their time as "unknown"."""
+    return json.loads(state.get("elapsed_by_device", json.dumps({"unknown": float(state["elapsed"])})))
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig, out: Path, device: torch.device):
         self.cfg, self.out, self.device = cfg, out, device
@@ -194,8 +200,7 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
         self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
-        # checkpoints from before the split: their device is not known
-        self.elapsed_by_device = json.loads(state.get("elapsed_by_device", json.dumps({"unknown": self.elapsed})))
+        self.elapsed_by_device = seconds_by_device(state)
         self.before = json.loads(state.get("before", '{"minutes": 0.0, "steps": 0}'))
 
     # -- training ----------------------------------------------------------------------------
@@ -264,8 +269,9 @@ class Trainer:
         while self.step < self.cfg.total_steps and time.time() < deadline:
             t0 = time.time()
             row = self.train_step(next(batches))
-            self.elapsed += time.time() - t0
-            self.elapsed_by_device[self.device.type] = self.elapsed_by_device.get(self.device.type, 0.0) + time.time() - t0
+            took = time.time() - t0
+            self.elapsed += took
+            self.elapsed_by_device[self.device.type] = self.elapsed_by_device.get(self.device.type, 0.0) + took
             n_last += 1
             if calibrate_at and self.step == calibrate_at[0]:
                 t_cal = time.time()
