@@ -28,7 +28,7 @@ from .support import Example
 
 MAX_HELD_OUT = 6  # examples that "auto" predicts from the others to choose the plan
 MAX_TILED_SIDE = 5  # "auto" tries tiled scales up to this many model sizes across the image
-MARGIN = 0.02  # held-out Dice by which tiles must beat the (cheaper, global) resize
+MARGIN = 0.02  # held-out Dice by which a view may trail the best after two examples before it is dropped
 # Held-out Dice by which a single method must beat the blend to replace it. The blend's failure is
 # a collapse (one model confidently wrong halves the other's probability and loses most of the
 # foreground), which costs far more than this; between working methods, held-out differences of
@@ -185,6 +185,14 @@ def clear_gain(dices: Sequence[float], baseline: Sequence[float]) -> float:
     return float(diff.mean()) if diff.mean() > se else 0.0
 
 
+def clear_winner(dices: Sequence[Sequence[float]], margin: float = 0.0) -> int:
+    """The view chosen from held-out Dice (per view, per held-out example; resize first): the
+    best mean among the views whose ``clear_gain`` over resize exceeds ``margin``, else 0 (resize).
+    validated_plan uses no margin (its docstring says why); benchmarks/view_choice.py compares."""
+    clear = [i for i in range(1, len(dices)) if clear_gain(dices[i], dices[0]) > margin]
+    return max(clear, key=lambda i: float(np.mean(dices[i])), default=0)
+
+
 def validated_plan(
     examples: Sequence[Example],
     query_shape: tuple[int, int],
@@ -206,8 +214,12 @@ def validated_plan(
 
     ``universeg_probs(support, image, plan)`` gives (C, H, W) probabilities of ``classes`` for a 2D
     image from a list of examples. Only ``methods`` are tried ("pixels" needs no UniverSeg view).
-    Tiles must beat resize by MARGIN, since they cost more and lose the global view, and by more
-    than the noise of the held-out examples (``clear_gain``); tile scales
+    Tiles replace resize when their gain is beyond the noise of the held-out examples
+    (``clear_gain``), however small: the held-out examples share their images' object size, and
+    a view that wins on them by a clear few hundredths can win by far more on images whose
+    objects are smaller (on the two-cell-line nuclei set, tiles at 1/2 led resize by 0.017-0.020
+    on the examples and by 0.12-0.14 on the other images, where the nuclei are 2.4x smaller in
+    pixels; benchmarks/results/view_choice.md); tiles cost time, not accuracy. Tile scales
     are tried from coarse to fine until held-out Dice falls, and a view that trails the best
     complete one by more than MARGIN after two held-out examples is dropped with the finer ones.
     The blend uses the best UniverSeg view and is the default: a single method must beat it by
@@ -264,8 +276,7 @@ def validated_plan(
             break  # finer scales lose more context: held-out Dice is taken to fall from here on
     if views:
         complete = tried[: len(view_probs)]  # the views validated on every held-out example (resize first, unless ``view``)
-        clear = [i for i in range(1, len(complete)) if clear_gain(dices[i], dices[0]) > MARGIN]
-        best = max(clear, key=lambda i: complete[i].estimate, default=0)
+        best = clear_winner(dices)
         view = complete[best]
     if "pixels" in methods or "blend" in methods:
         # One forest per held-out example, without it, with a share of the trees: together they
