@@ -219,7 +219,8 @@ def validated_plan(
     a view that wins on them by a clear few hundredths can win by far more on images whose
     objects are smaller (on the two-cell-line nuclei set, tiles at 1/2 led resize by 0.017-0.020
     on the examples and by 0.12-0.14 on the other images, where the nuclei are 2.4x smaller in
-    pixels; benchmarks/results/view_choice.md); tiles cost time, not accuracy. Tile scales
+    pixels; benchmarks/results/view_choice.md). Tiles cost more time; that is no reason to lose
+    accuracy. Tile scales
     are tried from coarse to fine until held-out Dice falls, and a view that trails the best
     complete one by more than MARGIN after two held-out examples is dropped with the finer ones.
     The blend uses the best UniverSeg view and is the default: a single method must beat it by
