@@ -157,11 +157,14 @@ def plot(results: dict, path: Path) -> None:
 
     results = with_random_mean(results)
     fig, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 3.6), squeeze=False)
+    strategies = list(dict.fromkeys(s for by_strategy in results.values() for s in by_strategy))
+    colour = {s: f"C{i % 10}" for i, s in enumerate(s for s in strategies if not s.startswith("random (seed"))}  # one per strategy in every panel
     for ax, (name, by_strategy) in zip(axes[0], results.items()):
         for strategy, rows in by_strategy.items():
             if strategy.startswith("random (seed") and any(s.startswith("random (mean") for s in by_strategy):
                 continue  # the mean stands for them
-            ax.plot([len(r["painted"]) for r in rows], [r["dice_rest"] for r in rows], marker="o", label=strategy)
+            x, y = [len(r["painted"]) for r in rows], [r["dice_rest"] for r in rows]
+            ax.plot(x, y, marker="o", label=strategy, color=colour.get(strategy))
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("painted slices")
         ax.set_xticks(range(1, 1 + max(len(rows) for rows in by_strategy.values())))
