@@ -6,7 +6,7 @@ steps of ``--steps`` (one adaptation continued, as the annotation loop continues
 
     python -m benchmarks.adapt_crops SET PAINTED [--steps 160,320] [--every 2] [--json out.json]
 
-e.g. ``python -m benchmarks.adapt_crops isbi2012_em_membranes 15,4,6,5`` (about 35 min on a
+e.g. ``python -m benchmarks.adapt_crops isbi2012_em_membranes 15,4,6,5`` (30-45 min on a
 2-core AVX2 CPU). The plan (view) is the plugin's choice for the painted slices; in a resized
 view both draws are the same. ``--every``: score every n-th unpainted slice.
 """
