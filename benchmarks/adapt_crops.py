@@ -6,9 +6,10 @@ steps of ``--steps`` (one adaptation continued, as the annotation loop continues
 
     python -m benchmarks.adapt_crops SET PAINTED [--steps 160,320] [--every 2] [--json out.json]
 
-e.g. ``python -m benchmarks.adapt_crops isbi2012_em_membranes 15,4,6,5`` (30-45 min on a
-2-core AVX2 CPU). The plan (view) is the plugin's choice for the painted slices; in a resized
-view both draws are the same. ``--every``: score every n-th unpainted slice.
+e.g. ``python -m benchmarks.adapt_crops isbi2012_em_membranes 15,4,6,5`` (28 and 44 min for
+the two sequences in benchmarks/results/adapt.md, 2-core AVX2 CPU). The plan (view) is the
+plugin's choice for the painted slices; in a resized view both draws are the same. ``--every``:
+score every n-th unpainted slice.
 """
 
 from __future__ import annotations
@@ -53,8 +54,9 @@ def main() -> None:
     images, masks = series(args.data / args.set, 30)
     seg = Segmenter.from_weights("default")
     options = PredictOptions()
-    examples = painted_support(images, masks, painted).enabled()
-    plan = seg.plan(painted_support(images, masks, painted), images[0].shape[:2], options, provisional=False)
+    support = painted_support(images, masks, painted)
+    examples = support.enabled()
+    plan = seg.plan(support, images[0].shape[:2], options, provisional=False)
     rest = [i for i in range(len(images)) if i not in painted][:: args.every]
 
     def score(model) -> float:
