@@ -1,7 +1,7 @@
 """Where the adaptation's data runs out in a tiled view: UniverSeg alone, adapted on a fixed set
-of painted slices, with the crops it trains on drawn once (four per example, what the plugin
-does, predict.ADAPT_CROPS) or afresh at every step (a crop anywhere in the example, mostly centred
-on foreground, as predict._crops draws them), scored on the unpainted slices after each number of
+of painted slices, with the crops it trains on drawn once (four per example, what the plugin did
+until session 21) or afresh each time an example is drawn (what it does now, crops.random_crop),
+scored on the unpainted slices after each number of
 steps of ``--steps`` (one adaptation continued, as the annotation loop continues it).
 
     python -m benchmarks.adapt_crops SET PAINTED [--steps 160,320] [--every 2] [--json out.json]
@@ -25,18 +25,20 @@ from benchmarks.annotation_loop import painted_support, series
 from benchmarks.protocol_task import EVALDATA
 from napari_universeg import adapt
 from napari_universeg.adapt import Adaptation, fine_tune
+from napari_universeg.crops import crops
 from napari_universeg.evaluate import dice
-from napari_universeg.predict import PredictOptions, Segmenter, _crops
+from napari_universeg.predict import PredictOptions, Segmenter
 
 
-def fresh_crop(size: int):
-    """An adapt._pick that draws a new size x size crop of a (1, 1, H, W) example at each call."""
+def drawn_once(pairs, size: int, seed: int):
+    """A stand-in for crops.random_crop in adapt.py that picks one of four crops of each of
+    ``pairs`` ((1, 1, h, w) tensors), drawn once as crops.crops draws them."""
+    rng = np.random.default_rng(seed)
+    fixed = {image.data_ptr(): [(c[0], m[0].float()) for c, m in crops(image, mask > 0, size, 4, rng)] for image, mask in pairs}
 
-    def pick(pair, rng):
-        image, mask = pair
-        n = 4 if rng.integers(4) == 3 else 1  # _crops' 4th crop is the random one, the others near foreground
-        crop_image, crop_mask = list(_crops(image, mask > 0, size, n, rng))[-1]
-        return crop_image[0], crop_mask[0].float()
+    def pick(image, mask, size, rng):
+        options = fixed[image.data_ptr()]
+        return options[int(rng.integers(len(options)))]
 
     return pick
 
@@ -62,32 +64,25 @@ def main() -> None:
     def score(model) -> float:
         return float(np.mean([dice(seg.universeg_probs(examples, images[i], plan, [1], options, model)[0] > 0.5, masks[i] > 0) for i in rest]))
 
-    scale = None if plan.mode == "resize" else plan.scale
-    whole = []
-    for ex in examples:
-        image, mask = seg._example_tensors(ex, scale)
-        whole.append((image, (mask == 1).float()))
-    draws = {
-        "four crops drawn once": (adapt._pick, seg._adaptation_pairs(examples, 1, plan, options)),
-        "a fresh crop each step": (fresh_crop(seg.size), whole),
-    }
+    pairs = [(image, mask) for _, image, mask in seg._adaptation_pairs(examples, 1, plan, options)]
+    draws = {"four crops drawn once": drawn_once(pairs, seg.size, options.seed), "a fresh crop each step": adapt.random_crop}
     result = {"set": args.set, "painted": painted, "plan": plan.describe(), "scored": rest, "shipped": score(seg.model), "runs": []}
     print(json.dumps({k: result[k] for k in ("plan", "shipped")}), flush=True)
-    original = adapt._pick
+    original = adapt.random_crop
     try:
-        for name, (pick, pairs) in draws.items():
-            adapt._pick = pick
+        for name, pick in draws.items():
+            adapt.random_crop = pick
             adaptation = Adaptation(seg.model)
             for steps in (int(s) for s in args.steps.split(",")):
                 start = time.perf_counter()
-                adaptation = fine_tune(adaptation, pairs, steps - adaptation.steps, seed=options.seed, dtype=seg.dtype)
+                adaptation = fine_tune(adaptation, pairs, steps - adaptation.steps, seg.size, seed=options.seed, dtype=seg.dtype)
                 row = {"draw": name, "steps": steps, "train_s": time.perf_counter() - start, "dice": score(adaptation.model)}
                 result["runs"].append(row)
                 print(json.dumps(row), flush=True)
                 if args.json:
                     args.json.write_text(json.dumps(result, indent=1))
     finally:
-        adapt._pick = original
+        adapt.random_crop = original
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import numpy as np
 from benchmarks.protocol_task import EVALDATA
 from napari_universeg.evaluate import dice, load_dataset
 from napari_universeg.predict import PredictOptions, Segmenter
-from napari_universeg.suggest import expected_errors, next_slice
+from napari_universeg.suggest import expected_errors, likeness_by_distance, next_slice, thumbnail
 from napari_universeg.support import SupportSet
 
 STRATEGIES = ("suggest", "random", "spread")
@@ -54,11 +54,12 @@ def nearest_first(indices: list[int], to: int) -> list[int]:
     return sorted(indices, key=lambda i: (abs(i - to), i))
 
 
-def pick(strategy: str, scores: dict[int, float], painted: list[int], n: int, rng: np.random.Generator) -> int:
-    """The next slice to paint."""
+def pick(strategy: str, scores: dict[int, float], painted: list[int], likeness: np.ndarray, rng: np.random.Generator) -> int:
+    """The next slice to paint; ``likeness``: suggest.likeness_by_distance of the series."""
+    n = len(likeness)
     rest = [i for i in range(n) if i not in painted]
     if strategy == "suggest":
-        return next_slice(scores, painted)
+        return next_slice(scores, painted, range(n), likeness)
     if strategy == "random":
         return int(rng.choice(rest))
     return max(rest, key=lambda i: (min(abs(i - p) for p in painted), -i))  # spread
@@ -69,6 +70,7 @@ def run_loop(seg: Segmenter, images: list, masks: list, strategy: str, rounds: i
     n = len(images)
     painted = [n // 2]
     rng = np.random.default_rng(seed)
+    likeness = likeness_by_distance([thumbnail(im) for im in images])  # as the plugin's suggestion
     seg.forget_plans()  # a new session chooses its plan anew
     out = []
     for r in range(1, rounds + 1):
@@ -95,11 +97,12 @@ def run_loop(seg: Segmenter, images: list, masks: list, strategy: str, rounds: i
             "plan": plan.describe() if plan else None,
             "estimate": plan.estimate if plan else None,
             "suggestion_rank_corr": rank_corr(scores, wrong),
+            "expected_errors": {i: round(v, 5) for i, v in sorted(scores.items())},
         }
         out.append(row)
         print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}), flush=True)
         if r < rounds:
-            painted.append(pick(strategy, scores, painted, n, rng))
+            painted.append(pick(strategy, scores, painted, likeness, rng))
     return out
 
 

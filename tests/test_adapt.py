@@ -33,7 +33,7 @@ def test_adaptation_changes_a_copy_and_lowers_the_episode_loss(segmenter):
         image = segmenter._image_tensor(ex.image.astype(np.float32), None)[0:1]
         mask = segmenter._mask_tensor(ex.mask, None)[0:1].clamp(0, 1)
         pairs.append((image, mask))
-    tuned = fine_tune(Adaptation(segmenter.model), pairs, steps=30, lr=1e-3).model
+    tuned = fine_tune(Adaptation(segmenter.model), pairs, steps=30, size=segmenter.size, lr=1e-3).model
     for k, v in segmenter.model.state_dict().items():
         assert torch.equal(v, before[k]), f"the original model changed: {k}"
     assert any(not torch.equal(v, tuned.state_dict()[k]) for k, v in before.items())
@@ -52,9 +52,9 @@ def test_adaptation_changes_a_copy_and_lowers_the_episode_loss(segmenter):
 
 def test_adaptation_can_be_cancelled_and_needs_two_examples(segmenter):
     pair = (torch.zeros(1, 1, 64, 64), torch.zeros(1, 1, 64, 64))
-    assert fine_tune(Adaptation(segmenter.model), [pair, pair], 5, cancel=lambda: True) is None
+    assert fine_tune(Adaptation(segmenter.model), [pair, pair], 5, 64, cancel=lambda: True) is None
     with pytest.raises(ValueError, match="two examples"):
-        fine_tune(Adaptation(segmenter.model), [pair], 5)
+        fine_tune(Adaptation(segmenter.model), [pair], 5, 64)
 
 
 @pytest.mark.parametrize("mode,scale", [("resize", None), ("tiled", 1.0)])
@@ -64,7 +64,10 @@ def test_predict_with_adapt_uses_a_cached_adapted_copy(segmenter, mode, scale):
     first = segmenter.predict(support, [query], options)[0]
     assert first.labels.shape == query.shape
     adapted = segmenter.adaptation
-    assert adapted.steps == adapt.STEPS_PER_EXAMPLE * 2  # two halves
+    # two halves (48 x 96 pixels), each adding steps by the model inputs' worth of pixels it holds
+    s = segmenter.size
+    inputs = 1.0 if mode == "resize" else max(48, s) * max(96, s) / s**2
+    assert adapted.steps == adapt.steps_for([inputs, inputs], continued=False) == 2 * round(adapt.STEPS_PER_EXAMPLE * inputs)
     segmenter.predict(support, [query], options)
     assert segmenter.adaptation is adapted  # not fine-tuned again
     assert adapted.model is not segmenter.model
@@ -117,6 +120,7 @@ def _two_painted_slices():
 def test_first_result_after_an_accept_comes_before_the_adaptation(segmenter, monkeypatch):
     # the shipped numbers: with 4 steps an example this tiny model's test says "did worse"
     monkeypatch.setattr(adapt, "STEPS_PER_EXAMPLE", 40)
+    monkeypatch.setattr(adapt, "STEPS_PER_LARGE_EXAMPLE", 80)
     monkeypatch.setattr(adapt, "MAX_STEPS", 200)
     image, labels, options, support = _two_painted_slices()
     segmenter.predict(support, [image[7]], options)

@@ -231,3 +231,18 @@ def test_predictions_address_slices_by_their_index_in_the_image_and_name_blank_o
     assert not out.data[1, 0].any() and out.data[1, 1].any() and out.data[0, 1].any()
     assert s.last_plan is not None and s.last_plan.describe() == "pixel classifier"
     assert s.segmenter("cpu") is s.segmenter("cpu")
+
+
+def test_suggest_in_a_stack_counts_the_neighbours_of_an_example_less():
+    image, labels = synthetic_stack(n_slices=12, size=64)
+    s = AnnotationSession()
+    out = Labels(np.zeros(image.shape, np.uint8), name="out")
+    for z in range(12):  # slice 6 least certain, then 4 (next to the example 5), then 9
+        p = {6: 0.5, 4: 0.55, 9: 0.6}.get(z, 0.95)
+        s.write(out, result((z,), p=p))
+    s.add(image, labels, (5,), image_name="img", labels_name="painted")
+    s.add(image, labels, (6,), image_name="img", labels_name="painted")
+    assert s.suggest() == (4,)  # no image given: expected errors alone
+    assert s.suggest(image) == (9,)  # 4 is next to 5: counted less
+    series = np.random.default_rng(0).random(image.shape).astype(np.float32)  # unrelated slices
+    assert s.suggest(series) == (4,)

@@ -41,3 +41,35 @@ def test_next_slice_is_the_most_unsure_that_is_not_painted():
     assert next_slice(scores, [(1,)]) == (2,)
     assert next_slice(scores, []) == (1,)
     assert next_slice(scores, scores) is None
+
+
+def _unrelated(n=12, size=96, seed=0):
+    """n independent smooth random images: a series, not a stack."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(seed)
+    return [gaussian_filter(rng.normal(size=(size, size)), 4) for _ in range(n)]
+
+
+def test_likeness_by_distance_is_zero_for_unrelated_images_and_falls_along_a_stack():
+    from napari_universeg.sample_data import synthetic_stack
+    from napari_universeg.suggest import likeness_by_distance, thumbnail
+
+    r = likeness_by_distance([thumbnail(im) for im in _unrelated()])
+    assert r[0] == 1.0 and np.all(r[1:] == 0.0)
+    image, _ = synthetic_stack(n_slices=16, size=96)
+    r = likeness_by_distance([thumbnail(im) for im in image])
+    assert r[0] == 1.0 and 0.0 < r[2] < r[1] < 1.0  # neighbours share most, then less and less
+    assert r[-1] == 0.0
+    assert thumbnail(np.ones((5, 7))).shape == (64, 64) and not thumbnail(np.ones((5, 7))).any()  # flat: zeros
+    assert thumbnail(np.ones((40, 40, 3)) * np.arange(40)[:, None, None]).std() > 0.99  # RGB averaged
+
+
+def test_next_slice_counts_the_neighbours_of_a_painted_slice_less():
+    scores = {0: 0.1, 1: 0.3, 3: 0.28, 6: 0.2}
+    likeness = np.array([1.0, 0.5, 0.2, 0.0, 0.0, 0.0, 0.0])
+    assert next_slice(scores, [2]) == 1  # without the stack: the most expected errors
+    # 1 and 3 are next to 2: 0.3 x 0.5 and 0.28 x 0.5 < 0.2 (6, four away); 0 is two away: 0.1 x 0.8
+    assert next_slice(scores, [2], range(7), likeness) == 6
+    assert next_slice(scores, [2, 6], range(7), likeness) == 1  # ties go to the first
+    assert next_slice(scores, [2], range(7), np.array([1.0] + [0.0] * 6)) == 1  # a series: no discount

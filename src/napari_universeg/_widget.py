@@ -213,12 +213,13 @@ class UniverSegWidget(SupportActions, QWidget):
 
     def suggest_next_slice(self) -> Index | None:
         """Move the viewer to the segmented slice with the most expected errors that is not an
-        example (AnnotationSession.suggest); returns its index."""
-        idx = self.session.suggest()
+        example, counting slices next to an example less in a stack (AnnotationSession.suggest);
+        returns its index."""
+        image = self.image_layer()
+        idx = self.session.suggest() if image is None else self.session.suggest(image.data, image.rgb)
         if idx is None:
             show_info("UniverSeg: segment all slices first; then I can point to the least certain one")
             return None
-        image = self.image_layer()
         if image is not None:
             _layers.show_slice(self.viewer, image, idx)
         self.status.setText(

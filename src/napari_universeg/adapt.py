@@ -30,6 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .crops import random_crop
 from .device import autocast
 from .model import UniverSeg
 
@@ -37,7 +38,11 @@ from .model import UniverSeg
 # annotation loop to learn (EM membranes, 4 examples, 10 slices: 0.733 after 20 steps; 0.760
 # after 60 steps at 3e-4, 0.789 after 150).
 ADAPT_LR = 3e-4
-STEPS_PER_EXAMPLE = 40  # steps each example adds (2 CPU cores: 0.43 s a step in fp32, 0.29 s with bf16)
+STEPS_PER_EXAMPLE = 40  # steps a resized example adds (2 CPU cores: 0.43 s a step in fp32, 0.29 s with bf16)
+# Steps an example adds in a tiled view, where it holds several inputs' worth of pixels (EM at 1/2:
+# four) and each step crops it afresh: at most this many, so that a round's training stays within
+# about a minute on 2 cores. On EM 320 steps of fresh crops beat 160 (benchmarks/results/adapt.md).
+STEPS_PER_LARGE_EXAMPLE = 80
 MAX_STEPS = 200  # most steps of one adaptation from the shipped model (many examples at once)
 MIN_EXAMPLES = 2  # "auto" adapts from this many examples (the halves of one image overfit)
 # Episodes per step and support items per episode: the cost of a step grows with their product
@@ -66,10 +71,12 @@ class Adaptation:
         return not self.checks or float(np.mean(self.checks)) >= 0.0
 
 
-def steps_for(new_examples: int, continued: bool) -> int:
-    """Steps of an adaptation for ``new_examples`` examples (or halves) it has not seen yet: a
-    fresh one stops at MAX_STEPS, a continued one adds STEPS_PER_EXAMPLE per new example."""
-    steps = STEPS_PER_EXAMPLE * new_examples
+def steps_for(inputs: Sequence[float], continued: bool) -> int:
+    """Steps of an adaptation for the examples (or halves) it has not seen yet; ``inputs``: per
+    example, how many model inputs' worth of pixels it holds in its view (1 when resized). Each adds
+    STEPS_PER_EXAMPLE per input's worth, at least STEPS_PER_EXAMPLE and at most
+    STEPS_PER_LARGE_EXAMPLE; a fresh adaptation stops at MAX_STEPS."""
+    steps = sum(int(np.clip(round(STEPS_PER_EXAMPLE * n), STEPS_PER_EXAMPLE, STEPS_PER_LARGE_EXAMPLE)) for n in inputs)
     return steps if continued else min(steps, MAX_STEPS)
 
 
@@ -77,6 +84,7 @@ def fine_tune(
     start: Adaptation,
     pairs: Sequence[tuple[torch.Tensor, torch.Tensor]],
     steps: int,
+    size: int,
     lr: float = ADAPT_LR,
     seed: int = 0,
     cancel: Callable[[], bool] | None = None,
@@ -88,9 +96,10 @@ def fine_tune(
     to it (bf16 where the device has fast bf16, device.autocast_dtype), else fp32; the weights
     and the optimiser stay fp32.
 
-    ``pairs``: per example, a (K, 1, size, size) float32 image tensor and the same-shaped 0/1
-    mask of one class, K views of it (1 resized view, or K crops); examples that are queries
-    are drawn from these, and their support from the other examples' views.
+    ``pairs``: per example, a (1, 1, h, w) float32 image tensor and the same-shaped 0/1 mask of
+    one class, h, w >= ``size``; each time an example is drawn (as a query, or in the support of
+    another) a fresh size x size crop of it is taken (crops.random_crop), or the whole when it is
+    size x size (a resized view).
     """
     if len(pairs) < 2:
         raise ValueError("adaptation needs at least two examples (or halves of one)")
@@ -108,12 +117,12 @@ def fine_tune(
         queries = rng.permutation(len(pairs))[:QUERIES_PER_STEP]
         q_img, q_mask, s_img, s_mask = [], [], [], []
         for q in queries:
-            img, mask = _pick(pairs[q], rng)
+            img, mask = random_crop(pairs[q][0][0], pairs[q][1][0], size, rng)
             q_img.append(img)
             q_mask.append(mask)
             rest = [i for i in range(len(pairs)) if i != q]
             rest = rng.permutation(rest)[:MAX_EPISODE_SUPPORT]
-            support = [_pick(pairs[i], rng) for i in rest]
+            support = [random_crop(pairs[i][0][0], pairs[i][1][0], size, rng) for i in rest]
             s_img.append(torch.stack([s[0] for s in support]))
             s_mask.append(torch.stack([s[1] for s in support]))
         x, y = _augment(torch.stack(q_img), torch.stack(q_mask), gen)
@@ -128,11 +137,6 @@ def fine_tune(
         if progress is not None:
             progress(done + 1, steps)
     return Adaptation(tuned.eval(), opt.state_dict(), start.steps + steps, start.checks)
-
-
-def _pick(pair: tuple[torch.Tensor, torch.Tensor], rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    k = int(rng.integers(pair[0].shape[0]))
-    return pair[0][k], pair[1][k]
 
 
 def _augment(images: torch.Tensor, masks: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

@@ -40,6 +40,7 @@ from .choice import (
     object_thickness,
     validated_plan,
 )
+from .crops import crops, pad_to
 from .device import autocast, autocast_dtype, pick_device, tune_malloc
 from .instances import CORE, core_rim_task, fragment_sizes, instances_from_probs
 from .metrics import class_dice
@@ -53,7 +54,6 @@ from .support import Example, SupportSet, plan_task
 __all__ = ["MODES", "Plan", "PredictOptions", "Segmenter", "SlicePrediction", "candidate_plans", "choose_plan", "object_thickness"]
 
 MAX_CROPS_PER_EXAMPLE = 8  # more crops of one image add time, little information
-ADAPT_CROPS = 4  # crops per example that adaptation draws its tiled episodes from
 TENSOR_CACHE_BYTES = 256 << 20  # examples' normalised tensors kept between calls
 PLANS_KEPT = 8  # chosen plans kept (each holds a fitted classifier of a few MB)
 TILE_OVERLAP = 0.25  # of a tile, shared with its neighbours; their blend hides the seams
@@ -98,15 +98,6 @@ def _tile_starts(length: int, tile: int, overlap: float = TILE_OVERLAP) -> list[
     step = max(1, int(tile * (1 - overlap)))
     starts = list(range(0, length - tile, step)) + [length - tile]
     return sorted(set(starts))
-
-
-def _pad_to(t: torch.Tensor, size: int) -> torch.Tensor:
-    """Reflect-pad (N, C, H, W) at the bottom/right up to size (constant where reflection cannot)."""
-    ph, pw = max(0, size - t.shape[-2]), max(0, size - t.shape[-1])
-    if not ph and not pw:
-        return t
-    mode = "reflect" if ph < t.shape[-2] and pw < t.shape[-1] else "replicate"
-    return torch.nn.functional.pad(t, (0, pw, 0, ph), mode=mode)
 
 
 class Segmenter:
@@ -208,7 +199,7 @@ class Segmenter:
                         masks.append((labels[i] == c).float())
                     else:
                         n_crops = min(MAX_CROPS_PER_EXAMPLE, max(1, options.support_size // len(idx)))
-                        for ci, cm in _crops(images[i], labels[i] == c, self.size, n_crops, rng):
+                        for ci, cm in crops(images[i], labels[i] == c, self.size, n_crops, rng):
                             imgs.append(ci)
                             masks.append(cm.float())
                 imgs, masks = imgs[: options.support_size], masks[: options.support_size]
@@ -481,7 +472,7 @@ class Segmenter:
         """The model UniverSeg runs with for these examples and plan: the Segmenter's, or (when
         ``adapts``) a copy fine-tuned on episodes from the examples in the plan's view; None if
         cancelled. A set that grew from the last adapted one continues its adaptation with
-        STEPS_PER_EXAMPLE steps per new example (adapt.py); any other set starts afresh from the
+        steps per new example (adapt.steps_for); any other set starts afresh from the
         shipped weights (an example removed or changed is forgotten). Without ``train``, the
         last adaptation of a set these examples grew from (or the shipped model) is returned at
         once: the first result after an accept comes from it. ``progress(ADAPTING, done, total)``.
@@ -508,11 +499,13 @@ class Segmenter:
             last = self._grown_from(view, members)
             if last is not None and last[1] == members:
                 return self._chosen(last[2], options)
-            pairs = self._adaptation_pairs(examples, classes[0], plan, options)
+            keyed = self._adaptation_pairs(examples, classes[0], plan, options)
+            pairs = [(image, mask) for _, image, mask in keyed]
             if last is None:  # afresh: every example (or both halves of one)
-                start, steps = Adaptation(self.model), steps_for(len(pairs), continued=False)
+                start, steps = Adaptation(self.model), steps_for([self._inputs(m) for m in pairs], continued=False)
             else:
-                start, steps = last[2], steps_for(len(members - last[1]), continued=True)
+                new = [(image, mask) for key, image, mask in keyed if key not in last[1]]
+                start, steps = last[2], steps_for([self._inputs(m) for m in new], continued=True)
                 # The new examples test it before it learns them; "always" trusts it untested, and
                 # one made on a single example's halves is never run by "auto".
                 if options.adapt is None and len(last[1]) >= MIN_EXAMPLES:
@@ -521,12 +514,16 @@ class Segmenter:
                     tests = [self._test(start.model, known, ex, classes, plan, options) for ex, k in zip(examples, learned) if not k]
                     start = replace(start, checks=start.checks + tuple(tests))
             report = None if progress is None else lambda done, total: progress(ADAPTING, done, total)
-            tuned = fine_tune(start, pairs, steps, seed=options.seed, cancel=cancel, progress=report, dtype=self.dtype)
+            tuned = fine_tune(start, pairs, steps, self.size, seed=options.seed, cancel=cancel, progress=report, dtype=self.dtype)
             if tuned is None:
                 return None
             tuned.model = tuned.model.to(memory_format=torch.channels_last)
             self._adapted = (view, members, tuned)
             return self._chosen(tuned, options)
+
+    def _inputs(self, pair: tuple[torch.Tensor, torch.Tensor]) -> float:
+        """How many model inputs' worth of pixels an adaptation pair holds (1 when resized)."""
+        return pair[0].shape[-2] * pair[0].shape[-1] / self.size**2
 
     def _chosen(self, adaptation: Adaptation, options: PredictOptions) -> UniverSeg:
         """The adapted model, unless "auto" found it worse on the examples it was tested on."""
@@ -570,22 +567,22 @@ class Segmenter:
         last = self._grown_from(view, members)
         return last is None or last[1] != members
 
-    def _adaptation_pairs(self, examples, cls: int, plan: Plan, options: PredictOptions) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Per example the run's support uses (or half of a single one): its views in the plan's
-        view (1 resized, or ADAPT_CROPS crops at the tile scale) and their 0/1 masks of class ``cls``."""
+    def _adaptation_pairs(self, examples, cls: int, plan: Plan, options: PredictOptions) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
+        """Per example the run's support uses (or half of a single one): its key, its image in the
+        plan's view ((1, 1, size, size) resized, or (1, 1, h, w) whole at the tile scale, padded up
+        to size, which adaptation crops afresh each time it draws it) and the 0/1 mask of class ``cls``."""
         scale = None if plan.mode == "resize" else plan.scale
         used = sorted(set(np.concatenate(_subsets(len(examples), options)).tolist()))  # as _support_tensors
         examples = [examples[i] for i in used]
         pairs = []
-        rng = np.random.default_rng(options.seed)
-        for ex in halves(examples[0]) if len(examples) == 1 else examples:
-            image, mask = self._example_tensors(ex, scale)
-            mask = (mask == cls).float()
-            if scale is None:
-                pairs.append((image[0:1], mask[0:1]))
-            else:
-                crops = list(_crops(image, mask > 0, self.size, ADAPT_CROPS, rng))
-                pairs.append((torch.cat([c[0] for c in crops]), torch.cat([c[1].float() for c in crops])))
+        for ex in examples:
+            key = self._support_key([ex], None)
+            for part in halves(ex) if len(examples) == 1 else [ex]:
+                image, mask = self._example_tensors(part, scale)
+                image, mask = image[0:1], (mask[0:1] == cls).float()
+                if scale is not None:
+                    image, mask = pad_to(image, self.size), pad_to(mask, self.size)
+                pairs.append((key, image, mask))
         return pairs
 
     @staticmethod
@@ -747,7 +744,7 @@ class Segmenter:
     def _tiled_probs(self, model, image, scale, features, s_items, options, cancel, overlap: float = TILE_OVERLAP) -> np.ndarray | None:
         t = self._image_tensor(image, scale)  # (1, 1, h, w)
         h, w = t.shape[-2:]
-        padded = _pad_to(t, self.size)
+        padded = pad_to(t, self.size)
         H, W = padded.shape[-2:]
         ys, xs = _tile_starts(H, self.size, overlap), _tile_starts(W, self.size, overlap)
         coords = [(y, x) for y in ys for x in xs]
@@ -780,21 +777,6 @@ class Segmenter:
 
 def _scaled(shape, scale: float) -> tuple[int, int]:
     return max(1, round(shape[0] * scale)), max(1, round(shape[1] * scale))
-
-
-def _crops(image: torch.Tensor, mask: torch.Tensor, size: int, n: int, rng: np.random.Generator):
-    """n size x size crops of (1, 1, h, w) tensors; crop centres are foreground pixels when there are any."""
-    image, mask = _pad_to(image, size), _pad_to(mask.float(), size)
-    h, w = image.shape[-2:]
-    fg = torch.nonzero(mask[0, 0] > 0).numpy()
-    for k in range(n):
-        if len(fg) and k % 4 != 3:  # mostly foreground-centred, some random for background context
-            cy, cx = fg[rng.integers(len(fg))]
-            y = int(np.clip(cy - size // 2 + rng.integers(-size // 4, size // 4 + 1), 0, h - size))
-            x = int(np.clip(cx - size // 2 + rng.integers(-size // 4, size // 4 + 1), 0, w - size))
-        else:
-            y, x = int(rng.integers(h - size + 1)), int(rng.integers(w - size + 1))
-        yield image[..., y : y + size, x : x + size], mask[..., y : y + size, x : x + size] > 0
 
 
 def make_universeg_method(

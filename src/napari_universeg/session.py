@@ -22,7 +22,7 @@ from ._slicing import Index, SliceView, all_slices, describe_index, painted_slic
 from .instances import guess_task, offset_ids
 from .options import PredictOptions
 from .plausibility import classes_problem
-from .suggest import expected_errors, next_slice
+from .suggest import expected_errors, likeness_by_distance, next_slice, thumbnail
 from .support import Example, SupportSet
 
 WHICH = ("current", "all", "unpainted", "rest")  # what a run segments (AnnotationSession.slices_to_run)
@@ -76,6 +76,7 @@ class AnnotationSession:
         self._segmenter_device: str | None = None
         self._loading = threading.Lock()  # a run and a background choice may both ask for it first
         self.axis_labels: tuple[str, ...] = ()  # names of the image's leading axes, for messages
+        self._likeness: tuple[tuple, np.ndarray] | None = None  # (image key, likeness_by_distance) for suggest
 
     def where(self, index: Index) -> str:
         """A slice position in words ("slice 3", "t=2, z=14")."""
@@ -290,6 +291,16 @@ class AnnotationSession:
         estimate = f"; {plan.estimate_message(len(self.support.enabled()))}" if plan is not None and plan.estimate is not None else ""
         return f"done{how}{estimate}. Correct a slice and 'Accept slice as example' to improve the rest"
 
-    def suggest(self) -> Index | None:
-        """The segmented slice with the most expected errors that is not an example (suggest.py)."""
-        return next_slice(self.unsure, self.example_indices())
+    def suggest(self, image=None, rgb: bool = False) -> Index | None:
+        """The segmented slice with the most expected errors that is not an example (suggest.py).
+        With ``image`` (the stack segmented, (..., H, W) or RGB (..., H, W, C), numpy or dask),
+        slices near an example along the stack count less, as far as its slices are alike; the
+        stack's thumbnails are read once per image (a slice at a time) and kept."""
+        painted = self.example_indices()
+        if image is None:
+            return next_slice(self.unsure, painted)
+        order = all_slices(image.shape, rgb)
+        key = (id(image), tuple(image.shape), rgb)
+        if self._likeness is None or self._likeness[0] != key:
+            self._likeness = key, likeness_by_distance([thumbnail(read_slice(image, i)) for i in order])
+        return next_slice(self.unsure, painted, order, self._likeness[1])
