@@ -10,10 +10,10 @@ disagreement counts too.
 In a stack, neighbouring slices look alike, and painting the neighbour of a painted slice shows
 the model much that it has seen (the EM stack: after section 4 the rule chose 6 and 5, and trailed
 random picks). So a slice's score is discounted by how alike slices are at its distance along the
-stack from the nearest painted one, measured on the stack itself: the mean correlation of slices
-that far apart in excess of a typical pair's, for as long as that excess is clear (two standard
-errors) from the neighbours on (``likeness_by_distance``). A series of unrelated images has no such
-excess, and its scores are not discounted.
+stack from a painted one (the most alike), measured on the stack itself: the mean correlation of
+slices that far apart in excess of a typical pair's, for as long as that excess is clear (two
+standard errors) from the neighbours on (``likeness_by_distance``). A series of unrelated images
+has no such excess, and its scores are not discounted.
 
 Not the slice with the lowest expected Dice (the earlier rule): Dice divides by the size of the
 objects, so that ranked slices with a few small, unsure objects first, and they taught the model
