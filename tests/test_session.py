@@ -246,3 +246,46 @@ def test_suggest_in_a_stack_counts_the_neighbours_of_an_example_less():
     assert s.suggest(image) == (9,)  # 4 is next to 5: counted less
     series = np.random.default_rng(0).random(image.shape).astype(np.float32)  # unrelated slices
     assert s.suggest(series) == (4,)
+
+
+class CountedReads:
+    """A stack that records the slices read from it, as a lazy (dask) array would load them."""
+
+    def __init__(self, data: np.ndarray):
+        self.data, self.shape, self.dtype, self.ndim, self.reads = data, data.shape, data.dtype, data.ndim, []
+
+    def __getitem__(self, index):
+        self.reads.append(index)
+        return self.data[index]
+
+
+@pytest.mark.slow
+def test_a_run_over_a_stack_keeps_the_thumbnails_so_a_suggestion_reads_nothing():
+    image, labels = synthetic_stack(n_slices=8, size=48, seed=1)
+    stack = CountedReads(image)
+    s = AnnotationSession()
+    s.add(image, labels, (3,), image_name="img", labels_name="painted")
+    out = Labels(np.zeros(labels.shape, np.uint8), name="out")
+    for r in s.predictions(stack, [(z,) for z in range(8) if z != 3], PredictOptions(method="pixels"), device="cpu"):
+        s.write(out, r)
+    assert sorted(set(stack.reads)) == [(z,) for z in range(8)]  # the example's slice too, once the rest was done
+    assert stack.reads.count((3,)) == 1
+    stack.reads.clear()
+    assert s.suggest(stack) not in (None, (3,))
+    assert stack.reads == []  # in the GUI thread: nothing read
+    expected = S.likeness_by_distance([S.thumbnail(image[z]) for z in range(8)])
+    assert np.array_equal(s.read_thumbnails(stack), expected)  # the same as reading the stack afresh
+
+
+def test_a_suggestion_reads_the_slices_no_run_read_and_a_cancelled_read_keeps_what_it_read():
+    image, labels = synthetic_stack(n_slices=6, size=32, seed=1)
+    stack = CountedReads(image)
+    s = AnnotationSession()
+    calls = iter(range(100))
+    assert s.read_thumbnails(stack, cancel=lambda: next(calls) >= 2) is None  # stopped after two slices
+    assert stack.reads == [(0,), (1,)]
+    for z in range(6):
+        s.write(Labels(np.zeros(labels.shape, np.uint8), name="out"), result((z,), p=0.5 + z / 20))
+    s.add(image, labels, (0,), image_name="img", labels_name="painted")
+    assert s.suggest(stack) is not None
+    assert stack.reads == [(z,) for z in range(6)]  # the other four, once each

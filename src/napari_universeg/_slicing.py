@@ -6,7 +6,7 @@ combination of its leading indices. Only the slices asked for are read, so dask 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -50,16 +50,20 @@ def painted_slices(labels) -> list[Index]:
 
 
 class SliceView(Sequence):
-    """A lazy sequence of 2D slices of an nD array, in the order of ``indices``."""
+    """A lazy sequence of 2D slices of an nD array, in the order of ``indices``; ``on_read(index,
+    slice)`` is called with each slice read (in the reading thread)."""
 
-    def __init__(self, data, indices: Sequence[Index]):
-        self.data, self.indices = data, list(indices)
+    def __init__(self, data, indices: Sequence[Index], on_read: Callable[[Index, np.ndarray], None] | None = None):
+        self.data, self.indices, self.on_read = data, list(indices), on_read
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def __getitem__(self, i):
-        return read_slice(self.data, self.indices[i])
+        a = read_slice(self.data, self.indices[i])
+        if self.on_read is not None:
+            self.on_read(self.indices[i], a)
+        return a
 
     def __iter__(self) -> Iterator[np.ndarray]:
         return (self[i] for i in range(len(self)))

@@ -159,7 +159,7 @@ class UniverSegWidget(SupportActions, QWidget):
         self.preparer.keep_only(self.session.run_key(options))
         self.session.axis_labels = _layers.axis_labels(self.viewer, image)
         results = self.session.predictions(
-            image.data, todo, options, channel=channel, device=device, cancel=lambda: self._cancel, progress=self.progress.report
+            image.data, todo, options, channel=channel, rgb=image.rgb, device=device, cancel=lambda: self._cancel, progress=self.progress.report
         )
         self._run = ExitStack()
         self._run.enter_context(self.session.undo_group(target))

@@ -13,7 +13,7 @@ import hashlib
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +40,16 @@ class SliceResult:
     objects: bool = False  # task "instances": labels are objects, renumbered when written
     preview: bool = False  # a fast first result; the same slice comes again, refined
     model: str = ""  # which model UniverSeg ran with, in words (predict.SlicePrediction.model)
+
+
+@dataclass
+class StackThumbnails:
+    """What suggest compares an image's slices by: their thumbnails as they are read, and their
+    likeness by distance along the stack once all are read."""
+
+    key: tuple  # (id, shape, rgb) of the image
+    thumbnails: dict[Index, np.ndarray] = field(default_factory=dict)  # slice -> suggest.thumbnail
+    likeness: np.ndarray | None = None  # suggest.likeness_by_distance, in all_slices order
 
 
 def digest(labels: np.ndarray) -> str:
@@ -76,7 +86,7 @@ class AnnotationSession:
         self._segmenter_device: str | None = None
         self._loading = threading.Lock()  # a run and a background choice may both ask for it first
         self.axis_labels: tuple[str, ...] = ()  # names of the image's leading axes, for messages
-        self._likeness: tuple[tuple, np.ndarray] | None = None  # (image key, likeness_by_distance) for suggest
+        self._stack: StackThumbnails | None = None  # of the last image segmented, for suggest
 
     def where(self, index: Index) -> str:
         """A slice position in words ("slice 3", "t=2, z=14")."""
@@ -224,11 +234,12 @@ class AnnotationSession:
         options: PredictOptions,
         *,
         channel: int | None = None,
+        rgb: bool = False,
         device: str = "auto",
         cancel: Callable[[], bool] | None = None,
         progress: Callable[[str, int, int], None] | None = None,
     ) -> Iterator[SliceResult]:
-        """Segment slices ``todo`` of ``image`` ((..., H, W) or (..., H, W, C), numpy or dask) with
+        """Segment slices ``todo`` of ``image`` ((..., H, W) or RGB (..., H, W, C), numpy or dask) with
         the enabled examples as they are now; yields a SliceResult per slice as it is done. While
         "auto" chooses its plan or the model adapts to new examples, the first slice comes as a
         quick preview first, then again (Segmenter.iter_predict).
@@ -236,9 +247,18 @@ class AnnotationSession:
         The examples and slices are taken when this is called; the model is loaded and the slices
         are read while iterating (in a worker thread). ``cancel`` is checked between batches;
         ``progress(phase, done, total)`` is called as the engine goes (Segmenter.iter_predict).
+        The thumbnails ``suggest`` compares slices by are taken from the slices as they are read,
+        and after a run of several slices the rest of the stack's are read too, in the worker,
+        so that a suggestion does not read the stack in the GUI thread.
         """
         support = SupportSet(self.support.enabled(), task=self.support.task)
-        view = SliceView(image, todo)
+        thumbnails = self._stack_of(image, rgb).thumbnails
+
+        def keep_thumbnail(index: Index, slice_: np.ndarray) -> None:
+            if index not in thumbnails:
+                thumbnails[index] = thumbnail(slice_)
+
+        view = SliceView(image, todo, on_read=keep_thumbnail)
         self.notes, self.last_plan, self.last_model, self._next_id = [], None, "", {}
 
         def run() -> Iterator[SliceResult]:
@@ -247,6 +267,8 @@ class AnnotationSession:
                 index = view.indices[pred.index]
                 note = pred.note.replace(f"slice {pred.index}", self.where(index), 1) if pred.note else ""
                 yield SliceResult(index, pred.labels, pred.probability, note, pred.plan, options.task == "instances", pred.preview, pred.model)
+            if len(todo) > 1:  # a run over the stack: the few slices it did not read (the examples), for suggest
+                self.read_thumbnails(image, rgb, cancel)
 
         return run()
 
@@ -295,12 +317,31 @@ class AnnotationSession:
         """The segmented slice with the most expected errors that is not an example (suggest.py).
         With ``image`` (the stack segmented, (..., H, W) or RGB (..., H, W, C), numpy or dask),
         slices near an example along the stack count less, as far as its slices are alike; the
-        stack's thumbnails are read once per image (a slice at a time) and kept."""
+        thumbnails that takes are those the runs read (``predictions``), and any missing are read
+        here."""
         painted = self.example_indices()
         if image is None:
             return next_slice(self.unsure, painted)
+        return next_slice(self.unsure, painted, all_slices(image.shape, rgb), self.read_thumbnails(image, rgb))
+
+    def read_thumbnails(self, image, rgb: bool = False, cancel: Callable[[], bool] | None = None) -> np.ndarray | None:
+        """Read the thumbnail (suggest.thumbnail) of each slice of ``image`` not read yet, one slice
+        at a time, and compare them: suggest.likeness_by_distance, (n slices,) float64, kept per
+        image; None if ``cancel`` stopped it."""
+        stack = self._stack_of(image, rgb)
         order = all_slices(image.shape, rgb)
+        for i in order:
+            if cancel is not None and cancel():
+                return None
+            if i not in stack.thumbnails:
+                stack.thumbnails[i] = thumbnail(read_slice(image, i))
+        if stack.likeness is None:
+            stack.likeness = likeness_by_distance([stack.thumbnails[i] for i in order])
+        return stack.likeness
+
+    def _stack_of(self, image, rgb: bool) -> StackThumbnails:
+        """The thumbnails read so far of ``image`` (none for another image than the last)."""
         key = (id(image), tuple(image.shape), rgb)
-        if self._likeness is None or self._likeness[0] != key:
-            self._likeness = key, likeness_by_distance([thumbnail(read_slice(image, i)) for i in order])
-        return next_slice(self.unsure, painted, order, self._likeness[1])
+        if self._stack is None or self._stack.key != key:
+            self._stack = StackThumbnails(key)
+        return self._stack
