@@ -96,6 +96,8 @@ def run_loop(seg: Segmenter, images: list, masks: list, strategy: str, rounds: i
             "round_s": total_s,
             "plan": plan.describe() if plan else None,
             "estimate": plan.estimate if plan else None,
+            "model": pred.model,  # which model UniverSeg ran with, in words (adapted, or shipped where its tests said so)
+            "checks": list(seg.adaptation.checks) if seg.adaptation else None,  # adapted minus shipped Dice per tested example
             "suggestion_rank_corr": rank_corr(scores, wrong),
             "expected_errors": {i: round(v, 5) for i, v in sorted(scores.items())},
         }

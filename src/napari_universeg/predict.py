@@ -481,8 +481,8 @@ class Segmenter:
         by the adaptation made without it and by the shipped model, from the examples learned
         so far, and the difference in Dice is kept (Adaptation.checks); an adaptation made on
         the halves of a single example is not tested, since "auto" never runs one. Where the
-        adaptation has done worse on average, "auto" runs the shipped model (it keeps training,
-        so later examples may turn this round). A fresh adaptation has nothing held out and
+        adaptation has clearly done worse (Adaptation.helps: two tests at least), "auto" runs
+        the shipped model (it keeps training, so later examples may turn this round). A fresh adaptation has nothing held out and
         is not tested (training it on all but one example first, to test it, lost 0.04 Dice
         in the neuron loop at four examples)."""
         if not self.adapts(examples, classes, options):
