@@ -98,6 +98,7 @@ def fine_tune(
     cancel: Callable[[], bool] | None = None,
     progress: Callable[[int, int], None] | None = None,
     dtype: torch.dtype | None = None,
+    tail_average: bool = True,
 ) -> Adaptation | None:
     """``steps`` more steps from ``start`` (a copy is trained; on the model's device); None if
     cancelled. ``progress(done, steps)`` after each step. ``dtype``: autocast the forward pass
@@ -108,6 +109,14 @@ def fine_tune(
     one class, h, w >= ``size``; each time an example is drawn (as a query, or in the support of
     another) a fresh size x size crop of it is taken (crops.random_crop), or the whole when it is
     size x size (a resized view).
+
+    With ``tail_average`` the weights returned are the mean of the weights after each of the last
+    half of the steps (Polyak-Ruppert tail averaging), not the last step's, and a continued
+    adaptation starts from them. At a constant learning rate the last step's weights wander with
+    the episodes drawn; their mean lies nearer the middle of where they wander. Measured
+    (benchmarks.adapt_spread, UniverSeg alone, seeds 0-4, Dice on the unpainted slices): on the
+    neurons +0.024, +0.013, +0.017 on three painted sets, on EM (seeds 0-2) the same mean with
+    half the spread (sd 0.011 -> 0.006).
     """
     if len(pairs) < 2:
         raise ValueError("adaptation needs at least two examples (or halves of one)")
@@ -119,6 +128,7 @@ def fine_tune(
     # Seeded by the steps already taken, so that a continued adaptation draws new episodes.
     gen = torch.Generator().manual_seed(seed + start.steps)
     rng = np.random.default_rng(seed + start.steps)
+    averaged, first_averaged = None, steps - max(1, steps // 2)
     for done in range(steps):
         if cancel is not None and cancel():
             return None
@@ -142,8 +152,19 @@ def fine_tune(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if tail_average and done >= first_averaged:
+            with torch.no_grad():
+                if averaged is None:
+                    averaged = [p.detach().clone() for p in tuned.parameters()]
+                else:
+                    for a, p in zip(averaged, tuned.parameters()):
+                        a.add_(p.detach() - a, alpha=1.0 / (done - first_averaged + 1))
         if progress is not None:
             progress(done + 1, steps)
+    if averaged is not None:
+        with torch.no_grad():
+            for a, p in zip(averaged, tuned.parameters()):
+                p.copy_(a)
     return Adaptation(tuned.eval(), opt.state_dict(), start.steps + steps, start.checks)
 
 
