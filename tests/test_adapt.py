@@ -50,6 +50,24 @@ def test_adaptation_changes_a_copy_and_lowers_the_episode_loss(segmenter):
     assert episode_loss(tuned) < episode_loss(segmenter.model)
 
 
+def test_the_adapted_weights_are_the_mean_over_the_last_half_of_the_steps(segmenter):
+    support, _ = _support()
+    pairs = [
+        (segmenter._image_tensor(ex.image.astype(np.float32), None)[0:1], segmenter._mask_tensor(ex.mask, None)[0:1].clamp(0, 1))
+        for ex in support.enabled()
+    ]
+
+    def weights(steps, tail_average):
+        tuned = fine_tune(Adaptation(segmenter.model), pairs, steps, segmenter.size, lr=1e-3, tail_average=tail_average)
+        return tuned.model.state_dict()
+
+    third, fourth = weights(3, False), weights(4, False)  # the same draws: the iterates after steps 3 and 4
+    averaged = weights(4, True)
+    for k, v in averaged.items():
+        torch.testing.assert_close(v, (third[k] + fourth[k]) / 2, msg=k)
+    assert any(not torch.equal(v, fourth[k]) for k, v in averaged.items())
+
+
 def test_adaptation_can_be_cancelled_and_needs_two_examples(segmenter):
     pair = (torch.zeros(1, 1, 64, 64), torch.zeros(1, 1, 64, 64))
     assert fine_tune(Adaptation(segmenter.model), [pair, pair], 5, 64, cancel=lambda: True) is None
