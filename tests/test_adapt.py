@@ -66,6 +66,11 @@ def test_the_adapted_weights_are_the_mean_over_the_last_half_of_the_steps(segmen
     for k, v in averaged.items():
         torch.testing.assert_close(v, (third[k] + fourth[k]) / 2, msg=k)
     assert any(not torch.equal(v, fourth[k]) for k, v in averaged.items())
+    # the plugin's rule (None): averaged where every example is one input (resized), as here ...
+    assert all(torch.equal(v, averaged[k]) for k, v in weights(4, None).items())
+    # ... and the last weights where examples are larger than an input (tiled: cropped afresh)
+    pairs = [(torch.nn.functional.interpolate(i, size=96), torch.nn.functional.interpolate(m, size=96)) for i, m in pairs]
+    assert all(torch.equal(v, weights(4, False)[k]) for k, v in weights(4, None).items())
 
 
 def test_adaptation_can_be_cancelled_and_needs_two_examples(segmenter):

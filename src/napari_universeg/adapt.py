@@ -98,7 +98,7 @@ def fine_tune(
     cancel: Callable[[], bool] | None = None,
     progress: Callable[[int, int], None] | None = None,
     dtype: torch.dtype | None = None,
-    tail_average: bool = True,
+    tail_average: bool | None = None,
 ) -> Adaptation | None:
     """``steps`` more steps from ``start`` (a copy is trained; on the model's device); None if
     cancelled. ``progress(done, steps)`` after each step. ``dtype``: autocast the forward pass
@@ -112,11 +112,15 @@ def fine_tune(
 
     With ``tail_average`` the weights returned are the mean of the weights after each of the last
     half of the steps (Polyak-Ruppert tail averaging), not the last step's, and a continued
-    adaptation starts from them. At a constant learning rate the last step's weights wander with
-    the episodes drawn; their mean lies nearer the middle of where they wander. Measured
-    (benchmarks.adapt_spread, UniverSeg alone, seeds 0-4, Dice on the unpainted slices): on the
-    neurons +0.024, +0.013, +0.017 on three painted sets, on EM (seeds 0-2) the same mean with
-    half the spread (sd 0.011 -> 0.006).
+    adaptation starts from them; None (the plugin's rule): where every example is one input
+    (size x size: a resized view). There each step shows the model the same few images, which it
+    soon fits, and at a constant learning rate the last weights then wander with the episodes
+    drawn; their mean lies nearer the middle. In a tiled view every step crops the examples afresh,
+    so the model is still learning new pixels when it stops, and a mean over the last half lags
+    behind. Measured (benchmarks.adapt_spread and the annotation loop; benchmarks/results/adapt.md):
+    resized neurons, UniverSeg alone over five seeds +0.013 to +0.024 on three painted sets (14 of
+    15 paired runs better); EM in tiles at 1/2, the same mean over three seeds, but in the loop
+    lower in 12 of 15 rounds (by up to 0.011).
     """
     if len(pairs) < 2:
         raise ValueError("adaptation needs at least two examples (or halves of one)")
@@ -128,6 +132,8 @@ def fine_tune(
     # Seeded by the steps already taken, so that a continued adaptation draws new episodes.
     gen = torch.Generator().manual_seed(seed + start.steps)
     rng = np.random.default_rng(seed + start.steps)
+    if tail_average is None:
+        tail_average = all(image.shape[-2:] == (size, size) for image, _ in pairs)
     averaged, first_averaged = None, steps - max(1, steps // 2)
     for done in range(steps):
         if cancel is not None and cancel():
