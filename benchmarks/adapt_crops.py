@@ -14,20 +14,16 @@ score every n-th unpainted slice.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 
-from benchmarks.annotation_loop import painted_support, series
-from benchmarks.protocol_task import EVALDATA
+from benchmarks.painted_adaptation import PaintedSeries, parser
 from napari_universeg import adapt
 from napari_universeg.adapt import Adaptation, fine_tune
 from napari_universeg.crops import crops
-from napari_universeg.evaluate import dice
-from napari_universeg.predict import PredictOptions, Segmenter
+from napari_universeg.predict import PredictOptions
 
 
 def drawn_once(pairs, size: int, seed: int):
@@ -44,29 +40,21 @@ def drawn_once(pairs, size: int, seed: int):
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("set")
-    p.add_argument("painted", help="slice indices, e.g. 15,4,6,5")
+    p = parser(__doc__, "15,4,6,5")
     p.add_argument("--steps", default="160,320")
     p.add_argument("--every", type=int, default=2)
-    p.add_argument("--data", type=Path, default=EVALDATA)
-    p.add_argument("--json", type=Path)
     args = p.parse_args()
-    painted = [int(x) for x in args.painted.split(",")]
-    images, masks = series(args.data / args.set, 30)
-    seg = Segmenter.from_weights("default")
-    options = PredictOptions()
-    support = painted_support(images, masks, painted)
-    examples = support.enabled()
-    plan = seg.plan(support, images[0].shape[:2], options, provisional=False)
-    rest = [i for i in range(len(images)) if i not in painted][:: args.every]
-
-    def score(model) -> float:
-        return float(np.mean([dice(seg.universeg_probs(examples, images[i], plan, [1], options, model)[0] > 0.5, masks[i] > 0) for i in rest]))
-
-    pairs = [(image, mask) for _, image, mask in seg._adaptation_pairs(examples, 1, plan, options)]
+    task = PaintedSeries.load(args.data / args.set, args.painted, PredictOptions())
+    seg, options, pairs, rest = task.seg, task.options, task.pairs, task.rest(args.every)
     draws = {"four crops drawn once": drawn_once(pairs, seg.size, options.seed), "a fresh crop each step": adapt.random_crop}
-    result = {"set": args.set, "painted": painted, "plan": plan.describe(), "scored": rest, "shipped": score(seg.model), "runs": []}
+    result = {
+        "set": args.set,
+        "painted": task.painted,
+        "plan": task.plan.describe(),
+        "scored": rest,
+        "shipped": task.score(seg.model, rest),
+        "runs": [],
+    }
     print(json.dumps({k: result[k] for k in ("plan", "shipped")}), flush=True)
     original = adapt.random_crop
     try:
@@ -76,7 +64,7 @@ def main() -> None:
             for steps in (int(s) for s in args.steps.split(",")):
                 start = time.perf_counter()
                 adaptation = fine_tune(adaptation, pairs, steps - adaptation.steps, seg.size, seed=options.seed, dtype=seg.dtype)
-                row = {"draw": name, "steps": steps, "train_s": time.perf_counter() - start, "dice": score(adaptation.model)}
+                row = {"draw": name, "steps": steps, "train_s": time.perf_counter() - start, "dice": task.score(adaptation.model, rest)}
                 result["runs"].append(row)
                 print(json.dumps(row), flush=True)
                 if args.json:
