@@ -3,8 +3,8 @@ one more slice perfectly (chosen by a strategy), accept it and segment the rest 
 
     python -m benchmarks.annotation_loop [--data ../shared/evaldata]
         [--sets isbi2012_em_membranes,pfcpn_brightfield_neurons] [--slices 30] [--rounds 4]
-        [--strategies suggest,random,spread] [--random-seeds 0,1,2] [--json out.json] [--plot out.png]
-    python -m benchmarks.annotation_loop --table-from newer.json older.json [--plot out.png]
+        [--strategies suggest,random,spread] [--random-seeds 0,1,2] [--seed 0] [--json out.json] [--plot out.png]
+    python -m benchmarks.annotation_loop --table-from newer.json older.json [--average] [--plot out.png]
 
 Series: the first ``--slices`` images of each set (sorted ids; the EM set is one serial stack).
 The start slice is the middle one. Strategies for the next slice: "suggest" (the plugin's
@@ -14,6 +14,12 @@ painted ones). Each round segments the unpainted slices nearest-first to the sli
 as the widget does after an accept, with one Segmenter kept across rounds, as in a session.
 Prints one line per round (Dice on the unpainted slices, seconds to the first result and to the
 last) and a table; --json keeps every round, --plot draws Dice against painted slices.
+
+``--seed`` is the plugin's own seed (PredictOptions.seed: the support's crops, the classifier, the
+adaptation's episodes), which moves one run's Dice by about 0.01 (benchmarks/results/adapt.md); a
+comparison of strategies should not rest on one. Runs with several seeds, one --json each, give
+one table with ``--table-from a.json b.json --average``: per data set, strategy and round the mean
+over the files that have it.
 """
 
 from __future__ import annotations
@@ -138,6 +144,38 @@ def with_random_mean(results: dict) -> dict:
     return out
 
 
+def first_listed(runs: list[dict]) -> dict:
+    """One result per data set and strategy: that of the first run (a --json file's dict) that has it."""
+    results: dict = {}
+    for run in runs:
+        for name, by_strategy in run.items():
+            for strategy, rows in by_strategy.items():
+                results.setdefault(name, {}).setdefault(strategy, rows)
+    return results
+
+
+def averaged(runs: list[dict]) -> dict:
+    """Per data set and strategy, the runs that have it (the same picks' strategy under other plugin
+    seeds) as one: Dice on the rest averaged per round over them, first result the slowest, and
+    "runs" the number averaged; the painted slices are the first run's (random picks and the
+    suggestion's may differ between seeds)."""
+    results: dict = {}
+    for name in dict.fromkeys(n for run in runs for n in run):
+        for strategy in dict.fromkeys(s for run in runs for s in run.get(name, {})):
+            found = [run[name][strategy] for run in runs if strategy in run.get(name, {})]
+            rounds = min(len(rows) for rows in found)
+            results.setdefault(name, {})[strategy] = [
+                {
+                    "painted": found[0][k]["painted"],
+                    "dice_rest": float(np.mean([rows[k]["dice_rest"] for rows in found])),
+                    "first_s": max(rows[k]["first_s"] for rows in found),
+                    "runs": len(found),
+                }
+                for k in range(rounds)
+            ]
+    return results
+
+
 def table(results: dict) -> str:
     results = with_random_mean(results)
     lines = [
@@ -188,8 +226,10 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--strategies", default=",".join(STRATEGIES))
     p.add_argument("--random-seeds", default="0,1,2", help="one run of the random strategy per seed")
+    p.add_argument("--seed", type=int, default=0, help="the plugin's seed (PredictOptions.seed) for every run")
     p.add_argument("--json", type=Path)
     p.add_argument("--plot", type=Path)
+    p.add_argument("--average", action="store_true", help="with --table-from: average the files (runs with other --seed) instead of taking the first")
     p.add_argument(
         "--table-from",
         type=Path,
@@ -199,11 +239,8 @@ def main() -> None:
     )
     args = p.parse_args()
     if args.table_from:
-        results: dict = {}
-        for path in args.table_from:  # a strategy's first run listed wins
-            for name, by_strategy in json.loads(path.read_text()).items():
-                for strategy, rows in by_strategy.items():
-                    results.setdefault(name, {}).setdefault(strategy, rows)
+        runs = [json.loads(path.read_text()) for path in args.table_from]
+        results = averaged(runs) if args.average else first_listed(runs)
         print(table(results))
         if args.plot:
             plot(results, args.plot)
@@ -218,7 +255,7 @@ def main() -> None:
         for strategy, seed in runs:
             label = f"random (seed {seed})" if strategy == "random" else strategy
             print(f"# {name}: {label}", flush=True)
-            results.setdefault(name, {})[label] = run_loop(seg, images, masks, strategy, args.rounds, seed, PredictOptions())
+            results.setdefault(name, {})[label] = run_loop(seg, images, masks, strategy, args.rounds, seed, PredictOptions(seed=args.seed))
             if args.json:
                 args.json.write_text(json.dumps(results, indent=1))
     print(table(results))
