@@ -133,7 +133,8 @@ def with_random_mean(results: dict) -> dict:
         out[name] = dict(by_strategy)
         if len(runs) > 1:
             rounds = min(len(r) for r in runs)
-            out[name][f"random (mean of {len(runs)})"] = [
+            seeds = runs[0][0].get("runs", 1)  # plugin seeds each random run already averages (averaged)
+            out[name][f"random (mean of {len(runs)})" if seeds == 1 else f"random (mean of {len(runs)} picks x {seeds} plugin seeds)"] = [
                 {
                     "painted": runs[0][k]["painted"],
                     "dice_rest": float(np.mean([r[k]["dice_rest"] for r in runs])),
@@ -188,6 +189,9 @@ def table(results: dict) -> str:
         for strategy, rows in by_strategy.items():
             cells = " | ".join(f"{row['dice_rest']:.3f}" for row in rows)
             firsts = [row["first_s"] for row in rows[1:]]
+            seeds = rows[0].get("runs", 1)
+            if seeds > 1 and not strategy.startswith("random (mean"):
+                strategy += f", mean of {seeds} plugin seeds"
             lines.append(f"| {name} | {strategy} | {cells} | {max(firsts) if firsts else float('nan'):.1f} (max) |")
     return "\n".join(lines)
 
