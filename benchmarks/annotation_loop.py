@@ -124,6 +124,20 @@ def rank_corr(scores: dict[int, float], truth: dict[int, float]) -> float:
     return float(spearmanr([scores[k] for k in keys], [truth[k] for k in keys])[0])
 
 
+def mean_rows(found: list[list[dict]]) -> list[dict]:
+    """Runs of the same rounds as one: per round Dice on the rest averaged, first result the
+    slowest, "runs" the number averaged, and the first run's painted slices."""
+    return [
+        {
+            "painted": found[0][k]["painted"],
+            "dice_rest": float(np.mean([rows[k]["dice_rest"] for rows in found])),
+            "first_s": max(rows[k]["first_s"] for rows in found),
+            "runs": len(found),
+        }
+        for k in range(min(len(rows) for rows in found))
+    ]
+
+
 def with_random_mean(results: dict) -> dict:
     """The results with a "random (mean)" entry per data set: the mean Dice per round over the
     random runs ("random (seed S)"), when there are several."""
@@ -132,16 +146,9 @@ def with_random_mean(results: dict) -> dict:
         runs = [rows for strategy, rows in by_strategy.items() if strategy.startswith("random (seed")]
         out[name] = dict(by_strategy)
         if len(runs) > 1:
-            rounds = min(len(r) for r in runs)
             seeds = runs[0][0].get("runs", 1)  # plugin seeds each random run already averages (averaged)
-            out[name][f"random (mean of {len(runs)})" if seeds == 1 else f"random (mean of {len(runs)} picks x {seeds} plugin seeds)"] = [
-                {
-                    "painted": runs[0][k]["painted"],
-                    "dice_rest": float(np.mean([r[k]["dice_rest"] for r in runs])),
-                    "first_s": max(r[k]["first_s"] for r in runs),
-                }
-                for k in range(rounds)
-            ]
+            label = f"random (mean of {len(runs)})" if seeds == 1 else f"random (mean of {len(runs)} picks x {seeds} plugin seeds)"
+            out[name][label] = mean_rows(runs)
     return out
 
 
@@ -157,23 +164,12 @@ def first_listed(runs: list[dict]) -> dict:
 
 def averaged(runs: list[dict]) -> dict:
     """Per data set and strategy, the runs that have it (the same picks' strategy under other plugin
-    seeds) as one: Dice on the rest averaged per round over them, first result the slowest, and
-    "runs" the number averaged; the painted slices are the first run's (random picks and the
+    seeds) as one (``mean_rows``; the painted slices are the first run's: random picks and the
     suggestion's may differ between seeds)."""
     results: dict = {}
     for name in dict.fromkeys(n for run in runs for n in run):
         for strategy in dict.fromkeys(s for run in runs for s in run.get(name, {})):
-            found = [run[name][strategy] for run in runs if strategy in run.get(name, {})]
-            rounds = min(len(rows) for rows in found)
-            results.setdefault(name, {})[strategy] = [
-                {
-                    "painted": found[0][k]["painted"],
-                    "dice_rest": float(np.mean([rows[k]["dice_rest"] for rows in found])),
-                    "first_s": max(rows[k]["first_s"] for rows in found),
-                    "runs": len(found),
-                }
-                for k in range(rounds)
-            ]
+            results.setdefault(name, {})[strategy] = mean_rows([run[name][strategy] for run in runs if strategy in run.get(name, {})])
     return results
 
 
