@@ -242,6 +242,7 @@ def test_choosing_again_keeps_the_view_the_model_is_adapted_in(segmenter, monkey
     first = segmenter.prepare(support, image.shape[1:], options)
     assert len({(c.mode, c.scale) for c in first.candidates}) > 1  # chosen among views
     monkeypatch.setattr(Segmenter, "_test", lambda *args: check)
+    monkeypatch.setattr(Segmenter, "_dice", lambda *args: 1.0 if args[5].mode == "tiled" else 0.0)  # tiles, if chosen, pass their test
     support.add(image[2], labels[2], source="slice 2")
     assert segmenter.prepare(support, image.shape[1:], options) == first  # kept until twice the examples
     assert segmenter.adaptation.checks == (check,)
@@ -253,3 +254,37 @@ def test_choosing_again_keeps_the_view_the_model_is_adapted_in(segmenter, monkey
     for z in (0, 2, 3, 4):  # slice 1 left out: not grown from any earlier set
         other.add(image[z], labels[z], source=f"slice {z}")
     assert len({(c.mode, c.scale) for c in segmenter.prepare(other, image.shape[1:], options).candidates}) > 1
+
+
+def _tiled_then_tested(segmenter, monkeypatch, tiles_dice):
+    """Two examples on which "auto" chooses tiles (forced) and adapts in them, then a third on
+    which the tiled adaptation and a resized one score ``tiles_dice`` and 0.5: the plan after it."""
+    from napari_universeg import choice
+
+    monkeypatch.setattr(choice, "clear_winner", lambda dices, margin=0.0: len(dices) - 1)  # the finest tiles validated
+    image, labels = synthetic_stack(n_slices=5, size=200)
+    options = PredictOptions(method="universeg")
+    support = SupportSet()
+    for z in (0, 1):
+        support.add(image[z], labels[z], source=f"slice {z}")
+    first = segmenter.prepare(support, image.shape[1:], options)
+    assert first.mode == "tiled" and segmenter.adaptation.checks == ()
+    tiled = segmenter.adaptation
+    monkeypatch.setattr(Segmenter, "_dice", lambda *args: tiles_dice if args[5].mode == "tiled" else 0.5)
+    support.add(image[2], labels[2], source="slice 2")
+    return first, tiled, segmenter.prepare(support, image.shape[1:], options)
+
+
+def test_tiles_chosen_by_the_shipped_model_stay_where_their_adaptation_passes_its_test(segmenter, monkeypatch):
+    first, tiled, plan = _tiled_then_tested(segmenter, monkeypatch, 0.6)
+    assert plan == first and plan.estimate == first.estimate
+    assert segmenter.adaptation.steps > tiled.steps and len(segmenter.adaptation.checks) == 1  # the tiled one, continued
+
+
+def test_tiles_give_way_to_the_resized_view_where_an_adaptation_in_it_does_better(segmenter, monkeypatch):
+    first, tiled, plan = _tiled_then_tested(segmenter, monkeypatch, 0.4)
+    assert (plan.mode, plan.method, plan.estimate) == ("resize", first.method, None)  # the tiled estimate does not hold for it
+    # the resized rival, adapted afresh on the two learned examples (resized: 40 steps each), continued
+    # with the third and tested on it before
+    assert segmenter.adaptation is not tiled and len(segmenter.adaptation.checks) == 1
+    assert segmenter.adaptation.steps == 3 * adapt.STEPS_PER_EXAMPLE
