@@ -705,7 +705,8 @@ class Segmenter:
         Dice 0.57 against 0.48), where the shipped model got 0.68 on the other slices with tiles
         and 0.70 on whole resized images, and the adapted one 0.64 with tiles and 0.75 resized.
         So a re-choice keeps the adapted view and chooses only the method; whether the adapted
-        or the shipped model runs in it is the test's to say (``_chosen``)."""
+        or the shipped model runs in it is the test's to say (``_chosen``). A tiled view is
+        itself tested once, by the adapted model, when the next example comes (``_tested_view``)."""
         if grown is None or not grown.uses_universeg or not self.adapts(examples, classes, options):
             return None
         view, members = self._adaptation_key(examples, classes, grown, options)
