@@ -19,9 +19,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import spearmanr
 
-from benchmarks.annotation_loop import painted_support, series
+from benchmarks.annotation_loop import painted_support, rank_corr, series
 from benchmarks.protocol_task import EVALDATA
 from napari_universeg.evaluate import dice
 from napari_universeg.predict import PredictOptions, Segmenter
@@ -69,7 +68,7 @@ def main() -> None:
     print(f"| worst ({min(rows, key=lambda j: rows[j]['dice_rest'])}) | {d.min():.3f} |")
     print(f"| most expected errors ({suggested}) | {rows[suggested]['dice_rest']:.3f} |")
     for signal in ("expected_errors", "typicality"):
-        rho = spearmanr([r[signal] for r in rows.values()], d)[0]
+        rho = rank_corr({j: r[signal] for j, r in rows.items()}, {j: r["dice_rest"] for j, r in rows.items()})
         print(f"| rank correlation of {signal} with Dice on the rest | {rho:+.2f} |")
 
 

@@ -663,7 +663,7 @@ class Segmenter:
         """Segmenter.plan's choice when nothing is cached: ``grown`` (the plan of a set these
         examples grew from) with its classifier refitted, or a new choice."""
         if grown is not None and len(examples) < 2 * grown.examples:
-            plan = self._tested_view(grown, examples, options, classes, cancel, progress)
+            plan = self._tested_view(grown, examples, classes, options, cancel, progress)
             if plan is None:
                 return None
             plan.provisional = False
@@ -712,7 +712,7 @@ class Segmenter:
         view, members = self._adaptation_key(examples, classes, grown, options)
         return None if self._grown_from(view, members) is None else Plan(grown.mode, grown.scale)
 
-    def _tested_view(self, grown: Plan, examples, options: PredictOptions, classes, cancel, progress) -> Plan | None:
+    def _tested_view(self, grown: Plan, examples, classes, options: PredictOptions, cancel, progress) -> Plan | None:
         """``grown`` (kept for a set that grew from its examples), in the view the model that will
         run does best in; None if cancelled.
 
@@ -732,8 +732,9 @@ class Segmenter:
         last = self._grown_from(view, members)
         if last is None or last[1] == members or last[2].checks:  # not this view's untested first adaptation
             return grown
-        learned = [ex for ex in examples if self._support_key([ex], None) in last[1]]
-        new = [ex for ex in examples if self._support_key([ex], None) not in last[1]]
+        known = [self._support_key([ex], None) in last[1] for ex in examples]
+        learned = [ex for ex, k in zip(examples, known) if k]
+        new = [ex for ex, k in zip(examples, known) if not k]
         resized = Plan("resize")
         pairs = [(image, mask) for _, image, mask in self._adaptation_pairs(learned, classes[0], resized, options)]
         report = None if progress is None else lambda done, total: progress(ADAPTING, done, total)
@@ -749,7 +750,7 @@ class Segmenter:
         if clear_gain(dices(last[2].model, grown), dices(rival.model, resized)) > 0:
             return grown
         with self._adapting:
-            self._adapted = (self._adaptation_key(learned, classes, resized, options)[0], last[1], rival)
+            self._adapted = (self._adaptation_key([], classes, resized, options)[0], last[1], rival)
         return replace(grown, mode="resize", scale=1.0, estimate=None, held_out=0)
 
     def prepare(
