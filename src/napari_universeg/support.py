@@ -8,6 +8,7 @@ opening a file never executes code from it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import zipfile
 from collections.abc import Iterator
@@ -170,6 +171,27 @@ def plan_task(support: SupportSet, options: PredictOptions) -> tuple[SupportSet,
     fg = [Example(ex.image, (ex.mask > 0).astype(np.int32), ex.source, True, ex.meta) for ex in support.enabled()]
     # Not adapted: the objects' cores are a second support set, and one adaptation is kept.
     return SupportSet(fg), replace(options, task="classes", classes=None, adapt=False)
+
+
+def content_key(examples, extra) -> str:
+    """A digest of the examples' arrays (content, shape, dtype) and of ``extra`` (its repr)."""
+    key = hashlib.blake2b(repr(extra).encode())
+    for ex in examples:
+        for a in (ex.image, ex.mask):
+            key.update(repr((a.shape, a.dtype.str)).encode())
+            key.update(np.ascontiguousarray(a).data)
+    return key.hexdigest()
+
+
+def ensemble_subsets(n: int, options: PredictOptions) -> list[np.ndarray]:
+    """The examples each member of the support ensemble uses: K sorted index arrays of at most S
+    of n examples (options.ensemble, options.support_size, drawn with options.seed); one array
+    of all n if they fit."""
+    s = min(options.support_size, n)
+    if s == n:
+        return [np.arange(n)]
+    rng = np.random.default_rng(options.seed)
+    return [np.sort(rng.choice(n, s, replace=False)) for _ in range(options.ensemble)]
 
 
 def _check_member_sizes(path: Path) -> None:
