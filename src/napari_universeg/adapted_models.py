@@ -1,6 +1,6 @@
 """Which model UniverSeg runs with for a support set: the shipped one, or a copy fine-tuned on the
-examples (adapt.py) that is kept, continued, tested and, for its view, put to the test as the
-annotation loop adds examples.
+examples (adapt.py) that is kept, continued and tested, its view included, as the annotation loop
+adds examples.
 
 ``AdaptedModels`` is this part of predict.Segmenter, kept apart from the prediction itself. It
 uses the Segmenter's shipped ``model``, ``size`` (model input side), ``dtype`` (autocast),
