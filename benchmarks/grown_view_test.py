@@ -18,18 +18,16 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
-
-from benchmarks.protocol_task import EVALDATA, protocol_task
-from napari_universeg.evaluate import dice, load_dataset
+from benchmarks.protocol_task import EVALDATA, protocol_task, timed_run
+from napari_universeg.evaluate import load_dataset
 from napari_universeg.predict import PredictOptions, Segmenter
 from napari_universeg.support import SupportSet
 
 
 def scored(seg: Segmenter, support: SupportSet, queries: list, truths: list, options: PredictOptions) -> tuple[float, str]:
-    """Mean Dice on the queries and the plan, in words."""
-    preds = seg.predict(support, queries, options)
-    return float(np.mean([dice(p.labels > 0, t > 0) for p, t in zip(preds, truths)])), preds[0].plan.describe()
+    """Mean Dice on the queries and the plan, in words (protocol_task.timed_run)."""
+    run = timed_run(seg, support, queries, truths, options)
+    return run["dice"], run["plan"].describe()
 
 
 def main() -> None:
